@@ -1,0 +1,1 @@
+//! The reliable unicast session (being written).

@@ -1,0 +1,1 @@
+//! Harness for Phyla's cross-crate and multi-process tests (`tests/`).

@@ -1,0 +1,1 @@
+//! Phyla's command-line tools and daemon (`src/bin/`).
