@@ -31,7 +31,7 @@ mod varint;
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
     Ack, Close, CloseCode, Data, DataFlags, Frame, FrameKind, Frames, Gap, Handshake,
-    HandshakeStage, Heartbeat, Nak, RangeList,
+    HandshakeStage, Heartbeat, Nak, OPTIONAL_KIND_BIT, RangeList,
 };
 pub use header::Header;
 pub use varint::{MAX_VARINT, varint_len};
