@@ -2,6 +2,7 @@
 //! no sockets, threads, clocks or ambient randomness, so the same code runs in the simulator and
 //! on the engine.
 
+pub mod rate;
 pub mod session;
 
 use crate::id::Locator;

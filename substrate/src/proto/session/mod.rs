@@ -1,1 +1,476 @@
-//! The reliable unicast session (being written).
+//! The reliable unicast session, sans-IO.
+//!
+//! An [`Endpoint`] holds every session of one node and is the [`Protocol`] a driver runs: it
+//! finds a session by the connection id in each datagram (never by the sender's address),
+//! accepts peers' Hellos, and multiplexes its sessions' datagrams.
+//!
+//! A session binds two [`NodeId`]s and carries independent streams of messages. Each stream is
+//! reliable and ordered: fragments carry sequence numbers, the receiver NAKs gaps after a delay
+//! that scales with the RTT, and the sender repairs them from a bounded retransmit window.
+//! Acknowledgements carry the receiver's flow-control limit, so its buffered bytes never exceed
+//! its window; `offer` reports backpressure instead of queueing without bound. A token bucket
+//! paces each stream at a configurable rate (where reservations will plug in). A gap the sender
+//! can no longer repair becomes [`Event::MessagesLost`] with the exact range: every message
+//! number is either delivered or reported lost.
+//!
+//! A valid datagram from a new address starts path validation (challenge and response, after
+//! RFC 9000 §9); only once the peer answers from there does the session send there, and it says
+//! so with [`Event::PathMigrated`]. Heartbeats keep idle sessions alive and measure the RTT;
+//! silence for the idle timeout closes the session with [`Event::PeerTimedOut`].
+//!
+//! Without authentication (the security work adds it), anyone who learns a connection id can
+//! inject frames; path validation still stops them from redirecting the session to an address
+//! they cannot receive at.
+
+mod config;
+mod conn;
+mod event;
+mod recv;
+mod rtt;
+mod send;
+mod stats;
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+pub use config::{ConfigError, EndpointConfig, MIN_DATAGRAM_BYTES, SessionConfig};
+pub use event::{CloseCause, ConnectError, Event, Message, OfferError};
+pub use stats::{EndpointStats, SessionStats};
+
+use crate::collections::HashMap;
+use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
+use crate::proto::Protocol;
+use crate::proto::Transmit;
+use crate::proto::rate::Rate;
+use crate::rand::Rng;
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    Close, CloseCode, Frame, HandshakeStage, Header, SUPPORTED_VERSIONS, VERSION_1, decode_datagram,
+};
+use conn::Session;
+
+/// Most stateless replies (refusals) waiting to be sent; more are dropped and counted.
+const MAX_PENDING_REPLIES: usize = 64;
+
+/// All sessions of one node, and the [`Protocol`] that drivers run for them.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    sessions: Vec<Option<Session>>,
+    free: Vec<u32>,
+    by_cid: HashMap<ConnectionId, SessionHandle>,
+    by_hello: HashMap<(NodeId, ConnectionId), SessionHandle>,
+    replies: VecDeque<(Locator, ConnectionId, CloseCode, &'static str)>,
+    events: VecDeque<Event>,
+    next_turn: usize,
+    stats: EndpointStats,
+}
+
+/// A snapshot of one session, for tools and tests.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    /// The peer, once known.
+    pub peer: Option<NodeId>,
+    /// Where the session sends now.
+    pub path: Locator,
+    /// Whether the handshake is complete and the session not closing.
+    pub established: bool,
+    /// Smoothed round-trip time.
+    pub rtt: Duration,
+    /// Counters.
+    pub stats: SessionStats,
+}
+
+impl Endpoint {
+    /// An endpoint with no sessions.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the configuration is incoherent.
+    pub fn new(config: EndpointConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            sessions: Vec::new(),
+            free: Vec::new(),
+            by_cid: HashMap::default(),
+            by_hello: HashMap::default(),
+            replies: VecDeque::new(),
+            events: VecDeque::new(),
+            next_turn: 0,
+            stats: EndpointStats::default(),
+        })
+    }
+
+    /// This node's identity.
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// Opens a session to whoever listens at `remote`; the peer's identity arrives with
+    /// [`Event::Connected`]. Messages may be offered at once; they flow after the handshake.
+    ///
+    /// # Errors
+    /// [`ConnectError::SessionLimit`] if the endpoint is full.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: Locator,
+        rng: &mut Rng,
+    ) -> Result<SessionHandle, ConnectError> {
+        let cid = self.fresh_cid(rng);
+        let handle = self.allocate().ok_or(ConnectError::SessionLimit)?;
+        let s = Session::new_initiator(
+            handle,
+            self.config.node_id,
+            now,
+            &self.config.session,
+            cid,
+            remote,
+        );
+        self.install(s);
+        Ok(handle)
+    }
+
+    /// Queues `payload` as the next message on `stream`; returns its message number.
+    ///
+    /// # Errors
+    /// [`OfferError`], which hands `payload` back: `BackPressured` when the stream's send buffer
+    /// is full (retry after [`Event::Writable`]), and misuse otherwise.
+    pub fn offer(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        stream: StreamId,
+        payload: Bytes,
+    ) -> Result<u64, OfferError<Bytes>> {
+        let Some(s) = slot(&mut self.sessions, session) else {
+            return Err(OfferError::NotConnected(payload));
+        };
+        s.offer(now, &self.config.session, stream, payload, &mut self.events)
+    }
+
+    /// The next message delivered in order on `stream`, if any. Reading frees receive window.
+    pub fn recv(&mut self, session: SessionHandle, stream: StreamId) -> Option<Message> {
+        let s = slot(&mut self.sessions, session)?;
+        let m = s.recv(stream);
+        if m.is_none() && s.is_finished() {
+            self.remove(session);
+        }
+        m
+    }
+
+    /// Sets (or, with `None`, lifts) the pacing rate of a stream this side sends on. Returns
+    /// false if the stream does not exist yet (offer on it first).
+    pub fn set_rate(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        stream: StreamId,
+        rate: Option<Rate>,
+    ) -> bool {
+        slot(&mut self.sessions, session).is_some_and(|s| s.set_rate(now, stream, rate))
+    }
+
+    /// Closes a session in order: no more offers; once every stream is acknowledged, a Close is
+    /// sent and [`Event::Closed`] reported.
+    pub fn close(&mut self, session: SessionHandle) {
+        if let Some(s) = slot(&mut self.sessions, session) {
+            s.close(CloseCode::Normal, "", true);
+        }
+    }
+
+    /// Closes a session now, with `code` and `reason`, dropping unsent data.
+    pub fn abort(&mut self, session: SessionHandle, code: CloseCode, reason: &str) {
+        if let Some(s) = slot(&mut self.sessions, session) {
+            s.close(code, reason, false);
+        }
+    }
+
+    /// A snapshot of a session.
+    pub fn session_info(&self, session: SessionHandle) -> Option<SessionInfo> {
+        let s = self.sessions.get(session.0 as usize)?.as_ref()?;
+        Some(SessionInfo {
+            peer: s.peer,
+            path: s.path(),
+            established: s.is_established(),
+            rtt: s.rtt(),
+            stats: s.stats,
+        })
+    }
+
+    /// Bytes the receive half of a stream holds (bounded by the window).
+    pub fn buffered_bytes(&self, session: SessionHandle, stream: StreamId) -> Option<u64> {
+        self.sessions
+            .get(session.0 as usize)?
+            .as_ref()?
+            .buffered_bytes(stream)
+    }
+
+    /// Bytes the send half of a stream keeps for retransmission (bounded by the retransmit
+    /// window).
+    pub fn retained_bytes(&self, session: SessionHandle, stream: StreamId) -> Option<u64> {
+        self.sessions
+            .get(session.0 as usize)?
+            .as_ref()?
+            .retained_bytes(stream)
+    }
+
+    /// Bytes offered on a stream and not yet sent (bounded by the send buffer).
+    pub fn queued_bytes(&self, session: SessionHandle, stream: StreamId) -> Option<u64> {
+        self.sessions
+            .get(session.0 as usize)?
+            .as_ref()?
+            .queued_bytes(stream)
+    }
+
+    /// Endpoint counters.
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    /// Handles of the live sessions, in slot order.
+    pub fn sessions(&self) -> impl Iterator<Item = SessionHandle> + '_ {
+        self.sessions.iter().flatten().map(|s| s.handle)
+    }
+
+    // ---- internals ------------------------------------------------------------------------
+
+    fn fresh_cid(&self, rng: &mut Rng) -> ConnectionId {
+        loop {
+            let cid = ConnectionId::random(rng);
+            if !self.by_cid.contains_key(&cid) {
+                return cid;
+            }
+        }
+    }
+
+    fn allocate(&mut self) -> Option<SessionHandle> {
+        if let Some(i) = self.free.pop() {
+            return Some(SessionHandle(i));
+        }
+        if self.sessions.len() >= self.config.max_sessions {
+            return None;
+        }
+        self.sessions.push(None);
+        Some(SessionHandle((self.sessions.len() - 1) as u32))
+    }
+
+    fn install(&mut self, s: Session) {
+        self.by_cid.insert(s.local_cid, s.handle);
+        let i = s.handle.0 as usize;
+        self.sessions[i] = Some(s);
+    }
+
+    fn remove(&mut self, handle: SessionHandle) {
+        let Some(s) = self
+            .sessions
+            .get_mut(handle.0 as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        self.by_cid.remove(&s.local_cid);
+        self.by_hello.retain(|_, h| *h != handle);
+        self.free.push(handle.0);
+    }
+
+    fn reap_finished(&mut self) {
+        let done: Vec<SessionHandle> = self
+            .sessions
+            .iter()
+            .flatten()
+            .filter(|s| s.is_finished())
+            .map(|s| s.handle)
+            .collect();
+        for h in done {
+            self.remove(h);
+        }
+    }
+
+    fn refuse(&mut self, to: Locator, cid: ConnectionId, code: CloseCode, reason: &'static str) {
+        self.stats.hellos_refused += 1;
+        if self.replies.len() >= MAX_PENDING_REPLIES {
+            self.stats.replies_dropped += 1;
+            return;
+        }
+        self.replies.push_back((to, cid, code, reason));
+    }
+
+    /// A datagram with no connection id: it must be a Hello.
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        from: Locator,
+        frames: crate::wire::Frames<'_>,
+        rng: &mut Rng,
+    ) {
+        let hello = frames.flatten().find_map(|f| match f {
+            Frame::Handshake(h) if h.stage == HandshakeStage::Hello => Some(h),
+            _ => None,
+        });
+        let Some(hello) = hello else {
+            self.stats.datagrams_invalid += 1;
+            self.stats.invalid_protocol += 1;
+            return;
+        };
+        if hello.source_cid == ConnectionId::NONE {
+            self.stats.datagrams_invalid += 1;
+            self.stats.invalid_protocol += 1;
+            return;
+        }
+        if let Some(&h) = self.by_hello.get(&(hello.node_id, hello.source_cid)) {
+            if let Some(s) = slot(&mut self.sessions, h) {
+                s.on_hello_again(now);
+            }
+            return;
+        }
+        let common = hello
+            .versions
+            .iter()
+            .copied()
+            .filter(|v| SUPPORTED_VERSIONS.contains(v))
+            .max();
+        if common.is_none() {
+            self.refuse(
+                from,
+                hello.source_cid,
+                CloseCode::VersionMismatch,
+                "no common version",
+            );
+            return;
+        }
+        if !self.config.accept_incoming {
+            self.refuse(
+                from,
+                hello.source_cid,
+                CloseCode::Refused,
+                "not accepting sessions",
+            );
+            return;
+        }
+        let cid = self.fresh_cid(rng);
+        let Some(handle) = self.allocate() else {
+            self.refuse(
+                from,
+                hello.source_cid,
+                CloseCode::Refused,
+                "session limit reached",
+            );
+            return;
+        };
+        let s = Session::new_responder(
+            handle,
+            self.config.node_id,
+            now,
+            &self.config.session,
+            cid,
+            from,
+            &hello,
+        );
+        self.by_hello
+            .insert((hello.node_id, hello.source_cid), handle);
+        self.install(s);
+        self.stats.sessions_accepted += 1;
+        self.events.push_back(Event::Connected {
+            session: handle,
+            peer: hello.node_id,
+        });
+    }
+}
+
+impl Protocol for Endpoint {
+    type Event = Event;
+
+    fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &[u8], rng: &mut Rng) {
+        self.stats.datagrams_received += 1;
+        let (header, frames) = match decode_datagram(datagram) {
+            Ok(x) => x,
+            Err(e) => return self.stats.count_invalid(e),
+        };
+        // Validate every frame first: a datagram with a malformed frame has no effect at all.
+        if let Some(Err(e)) = frames.clone().find(Result::is_err) {
+            return self.stats.count_invalid(e);
+        }
+        if header.destination == ConnectionId::NONE {
+            return self.on_hello(now, from, frames, rng);
+        }
+        let Some(&handle) = self.by_cid.get(&header.destination) else {
+            self.stats.unknown_connection += 1;
+            return;
+        };
+        let config = &self.config.session;
+        if let Some(s) = slot(&mut self.sessions, handle) {
+            s.on_datagram(
+                now,
+                from,
+                datagram.len(),
+                frames,
+                config,
+                rng,
+                &mut self.events,
+            );
+            if s.is_finished() {
+                self.remove(handle);
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant, _rng: &mut Rng) {
+        let config = &self.config.session;
+        for s in self.sessions.iter_mut().flatten() {
+            if s.next_timeout().is_some_and(|t| now >= t) {
+                s.on_timeout(now, config, &mut self.events);
+            }
+        }
+        self.reap_finished();
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        if let Some((to, cid, code, reason)) = self.replies.pop_front() {
+            buf.clear();
+            buf.resize(crate::wire::HEADER_LEN + 8 + reason.len(), 0);
+            let header = Header {
+                version: VERSION_1,
+                flags: 0,
+                destination: cid,
+            };
+            let at = header.encode(buf).expect("INVARIANT: sized above");
+            let n = Frame::Close(Close { code, reason })
+                .encode(&mut buf[at..])
+                .expect("INVARIANT: sized above");
+            buf.truncate(at + n);
+            return Some(Transmit { destination: to });
+        }
+        let n = self.sessions.len();
+        let config = &self.config.session;
+        for k in 0..n {
+            let i = (self.next_turn + k) % n;
+            let Some(s) = self.sessions[i].as_mut() else {
+                continue;
+            };
+            if let Some(destination) = s.poll_transmit(now, config, buf, &mut self.events) {
+                self.next_turn = (i + 1) % n;
+                return Some(Transmit { destination });
+            }
+        }
+        self.reap_finished();
+        None
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .iter()
+            .flatten()
+            .filter_map(Session::next_timeout)
+            .min()
+    }
+}
+
+fn slot(sessions: &mut [Option<Session>], h: SessionHandle) -> Option<&mut Session> {
+    sessions.get_mut(h.0 as usize)?.as_mut()
+}

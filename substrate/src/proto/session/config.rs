@@ -1,0 +1,158 @@
+//! Session and endpoint configuration, validated once when the endpoint is built.
+
+use thiserror::Error;
+
+use crate::id::NodeId;
+use crate::proto::rate::Rate;
+use crate::time::Duration;
+use crate::wire::{HEADER_LEN, MAX_DATAGRAM_BYTES};
+
+/// How every session of an endpoint behaves. The defaults suit a LAN or loopback.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Receive window per stream: the most bytes the receiver buffers (out of order, reassembling
+    /// or waiting for the application). Advertised in the handshake; the peer never exceeds it.
+    pub window_bytes: u64,
+    /// Sent-but-unacknowledged bytes a sender keeps for retransmission, per stream. `None` keeps
+    /// as much as the peer's window allows, so nothing is ever lost (TCP-like). A smaller bound
+    /// caps memory: a gap older than it cannot be repaired and is reported as `MessagesLost`.
+    pub retransmit_window_bytes: Option<u64>,
+    /// Offered-but-unsent bytes per stream; past it `offer` reports backpressure.
+    pub send_buffer_bytes: u64,
+    /// Largest datagram this endpoint sends or accepts (the path MTU less IP/UDP headers).
+    pub max_datagram_bytes: usize,
+    /// Most streams per session, in each direction.
+    pub max_streams: u32,
+    /// Most fragments a receiver holds beyond its first gap, per stream (bounds memory for tiny
+    /// fragments, which the byte window alone does not).
+    pub max_out_of_order_fragments: u64,
+    /// A session that hears nothing from its peer for this long is closed as timed out. Also the
+    /// bound on a handshake.
+    pub idle_timeout: Duration,
+    /// How often a session sends a heartbeat (and a status for each stream it receives).
+    pub heartbeat_interval: Duration,
+    /// RTT assumed before the first sample.
+    pub initial_rtt: Duration,
+    /// Shortest wait for a reordered fragment before a NAK.
+    pub nak_delay_min: Duration,
+    /// Longest wait between repeated probes (NAKs, tail-loss probes, handshake retries) under
+    /// backoff; bounds recovery time after a partition heals.
+    pub probe_interval_max: Duration,
+    /// Pacing rate for new streams; `None` sends as fast as flow control allows.
+    pub default_rate: Option<Rate>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            window_bytes: 4 << 20,
+            retransmit_window_bytes: None,
+            send_buffer_bytes: 4 << 20,
+            max_datagram_bytes: 1_472,
+            max_streams: 64,
+            max_out_of_order_fragments: 1 << 16,
+            idle_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            initial_rtt: Duration::from_millis(50),
+            nak_delay_min: Duration::from_millis(1),
+            probe_interval_max: Duration::from_secs(1),
+            default_rate: None,
+        }
+    }
+}
+
+/// Everything an [`Endpoint`](super::Endpoint) needs.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// This node's identity.
+    pub node_id: NodeId,
+    /// Settings for every session.
+    pub session: SessionConfig,
+    /// Whether peers may open sessions to this endpoint.
+    pub accept_incoming: bool,
+    /// Most sessions at once; further Hellos are refused.
+    pub max_sessions: usize,
+}
+
+impl EndpointConfig {
+    /// Defaults for `node_id`: accepts incoming sessions, up to 1,024.
+    pub fn new(node_id: NodeId) -> Self {
+        Self {
+            node_id,
+            session: SessionConfig::default(),
+            accept_incoming: true,
+            max_sessions: 1024,
+        }
+    }
+
+    /// Checks that the settings are coherent.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting that is not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.session;
+        if !(MIN_DATAGRAM_BYTES..=MAX_DATAGRAM_BYTES).contains(&s.max_datagram_bytes) {
+            return Err(ConfigError::Invalid {
+                setting: "max_datagram_bytes",
+                why: "must be between 128 and 65,507",
+            });
+        }
+        if s.window_bytes < s.max_datagram_bytes as u64 {
+            return Err(ConfigError::Invalid {
+                setting: "window_bytes",
+                why: "must hold at least one datagram",
+            });
+        }
+        if s.retransmit_window_bytes
+            .is_some_and(|r| r < s.max_datagram_bytes as u64)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "retransmit_window_bytes",
+                why: "must hold at least one datagram",
+            });
+        }
+        if s.send_buffer_bytes == 0 || s.max_streams == 0 || s.max_out_of_order_fragments == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "send_buffer_bytes/max_streams/max_out_of_order_fragments",
+                why: "must be non-zero",
+            });
+        }
+        if s.heartbeat_interval.is_zero() || s.idle_timeout <= s.heartbeat_interval {
+            return Err(ConfigError::Invalid {
+                setting: "idle_timeout",
+                why: "must be longer than a non-zero heartbeat_interval",
+            });
+        }
+        if s.initial_rtt.is_zero() || s.probe_interval_max.is_zero() {
+            return Err(ConfigError::Invalid {
+                setting: "initial_rtt/probe_interval_max",
+                why: "must be non-zero",
+            });
+        }
+        if self.max_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "max_sessions",
+                why: "must be non-zero",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Smallest datagram a session will work with: the header, a handshake and some payload.
+pub const MIN_DATAGRAM_BYTES: usize = 128;
+const _: () = assert!(MIN_DATAGRAM_BYTES > HEADER_LEN + 100);
+
+/// A configuration that cannot work.
+#[derive(Clone, Copy, Debug, Eq, Error, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `setting` is wrong because `why`.
+    #[error("invalid {setting}: {why}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// What it must be.
+        why: &'static str,
+    },
+}

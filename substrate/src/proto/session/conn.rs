@@ -1,0 +1,957 @@
+//! One session with one peer: handshake, path, heartbeats, idle timeout, close, and the streams.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::config::{MIN_DATAGRAM_BYTES, SessionConfig};
+use super::event::{CloseCause, Event, Message, OfferError};
+use super::recv::{Received, RecvStream};
+use super::rtt::RttEstimator;
+use super::send::SendStream;
+use super::stats::SessionStats;
+use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
+use crate::proto::rate::Rate;
+use crate::rand::Rng;
+use crate::time::{Duration, Instant, duration_ns};
+use crate::wire::{
+    Ack, Close, CloseCode, Data, Frame, Frames, HEADER_LEN, Handshake, HandshakeStage, Header,
+    Heartbeat, Nak, RangeList, SUPPORTED_VERSIONS, VERSION_1,
+};
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum Role {
+    Initiator,
+    Responder,
+}
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum State {
+    /// Initiator waiting for Accept.
+    Handshaking,
+    Established,
+    /// Close sent; answering stray datagrams with it again until the deadline.
+    Draining {
+        until: Instant,
+    },
+    Closed,
+}
+
+#[derive(Debug)]
+struct PathValidation {
+    target: Locator,
+    token: u64,
+    deadline: Instant,
+    attempts: u32,
+    due: bool,
+}
+
+#[derive(Debug)]
+struct Closing {
+    code: CloseCode,
+    reason: String,
+    /// Graceful close: wait until every stream is flushed before sending the Close.
+    flush: bool,
+    frame_due: bool,
+}
+
+/// Attempts at path validation before the candidate locator is given up.
+const PATH_CHALLENGE_ATTEMPTS: u32 = 3;
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) handle: SessionHandle,
+    local_node: NodeId,
+    role: Role,
+    pub(crate) state: State,
+    pub(crate) local_cid: ConnectionId,
+    peer_cid: ConnectionId,
+    pub(crate) peer: Option<NodeId>,
+    path: Locator,
+    validation: Option<PathValidation>,
+    path_response: Option<(Locator, u64)>,
+    rtt: RttEstimator,
+    send: BTreeMap<StreamId, SendStream>,
+    recv: BTreeMap<StreamId, RecvStream>,
+    next_stream_turn: StreamId,
+    started: Instant,
+    last_received: Instant,
+    heartbeat_deadline: Instant,
+    heartbeat_due: bool,
+    heartbeat_reply: Option<u64>,
+    heartbeat_outstanding: Option<(u64, Instant)>,
+    next_heartbeat_id: u64,
+    handshake_due: bool,
+    handshake_deadline: Option<Instant>,
+    handshake_backoff: u32,
+    closing: Option<Closing>,
+    peer_window_bytes: u64,
+    max_datagram_bytes: usize,
+    idle_timeout: Duration,
+    pub(crate) stats: SessionStats,
+    nak_scratch: Vec<core::ops::Range<u64>>,
+}
+
+impl Session {
+    pub(crate) fn new_initiator(
+        handle: SessionHandle,
+        local_node: NodeId,
+        now: Instant,
+        config: &SessionConfig,
+        local_cid: ConnectionId,
+        path: Locator,
+    ) -> Self {
+        let mut s = Self::new(
+            handle,
+            local_node,
+            Role::Initiator,
+            now,
+            config,
+            local_cid,
+            path,
+        );
+        s.state = State::Handshaking;
+        s.handshake_due = true;
+        s
+    }
+
+    /// A session for a peer's Hello; the caller has checked the version.
+    pub(crate) fn new_responder(
+        handle: SessionHandle,
+        local_node: NodeId,
+        now: Instant,
+        config: &SessionConfig,
+        local_cid: ConnectionId,
+        path: Locator,
+        hello: &Handshake<'_>,
+    ) -> Self {
+        let mut s = Self::new(
+            handle,
+            local_node,
+            Role::Responder,
+            now,
+            config,
+            local_cid,
+            path,
+        );
+        s.peer_cid = hello.source_cid;
+        s.peer = Some(hello.node_id);
+        s.apply_peer_params(config, hello);
+        s.state = State::Established;
+        s.handshake_due = true;
+        s
+    }
+
+    fn new(
+        handle: SessionHandle,
+        local_node: NodeId,
+        role: Role,
+        now: Instant,
+        config: &SessionConfig,
+        local_cid: ConnectionId,
+        path: Locator,
+    ) -> Self {
+        Self {
+            handle,
+            local_node,
+            role,
+            state: State::Established,
+            local_cid,
+            peer_cid: ConnectionId::NONE,
+            peer: None,
+            path,
+            validation: None,
+            path_response: None,
+            rtt: RttEstimator::new(config.initial_rtt),
+            send: BTreeMap::new(),
+            recv: BTreeMap::new(),
+            next_stream_turn: StreamId(0),
+            started: now,
+            last_received: now,
+            heartbeat_deadline: now + config.heartbeat_interval,
+            heartbeat_due: false,
+            heartbeat_reply: None,
+            heartbeat_outstanding: None,
+            next_heartbeat_id: 1,
+            handshake_due: false,
+            handshake_deadline: None,
+            handshake_backoff: 0,
+            closing: None,
+            peer_window_bytes: config.window_bytes,
+            max_datagram_bytes: config.max_datagram_bytes,
+            idle_timeout: config.idle_timeout,
+            stats: SessionStats::default(),
+            nak_scratch: Vec::new(),
+        }
+    }
+
+    pub(crate) fn path(&self) -> Locator {
+        self.path
+    }
+
+    pub(crate) fn rtt(&self) -> Duration {
+        self.rtt.smoothed()
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        self.state == State::Established && (self.role == Role::Responder || self.peer.is_some())
+    }
+
+    /// Whether the session is over and holds nothing the application has yet to read.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.state == State::Closed && self.recv.values().all(|r| !r.has_ready())
+    }
+
+    fn retransmit_window(&self, config: &SessionConfig) -> u64 {
+        config
+            .retransmit_window_bytes
+            .unwrap_or(self.peer_window_bytes)
+    }
+
+    fn burst_bytes(&self) -> u64 {
+        2 * self.max_datagram_bytes as u64
+    }
+
+    fn apply_peer_params(&mut self, config: &SessionConfig, h: &Handshake<'_>) {
+        if let Some(w) = h.window_bytes {
+            self.peer_window_bytes = w.max(MIN_DATAGRAM_BYTES as u64);
+        }
+        if let Some(m) = h.max_datagram_bytes {
+            let m = usize::try_from(m)
+                .unwrap_or(usize::MAX)
+                .max(MIN_DATAGRAM_BYTES);
+            self.max_datagram_bytes = config.max_datagram_bytes.min(m);
+        }
+        if let Some(ms) = h.idle_timeout_ms.filter(|&ms| ms > 0) {
+            self.idle_timeout = self.idle_timeout.min(Duration::from_millis(ms));
+        }
+        for s in self.send.values_mut() {
+            s.set_limit(self.peer_window_bytes);
+        }
+    }
+
+    // ---- application calls ------------------------------------------------------------------
+
+    pub(crate) fn offer(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+        stream: StreamId,
+        payload: Bytes,
+        events: &mut VecDeque<Event>,
+    ) -> Result<u64, OfferError<Bytes>> {
+        if self.closing.is_some() || matches!(self.state, State::Draining { .. } | State::Closed) {
+            return Err(OfferError::Closed(payload));
+        }
+        let max = self.peer_window_bytes.min(config.send_buffer_bytes);
+        if payload.len() as u64 > max {
+            return Err(OfferError::MessageTooLarge(payload));
+        }
+        if !self.send.contains_key(&stream) {
+            if self.send.len() >= config.max_streams as usize {
+                return Err(OfferError::StreamLimit(payload));
+            }
+            let limit = if self.peer_cid == ConnectionId::NONE {
+                0
+            } else {
+                self.peer_window_bytes
+            };
+            let s = SendStream::new(
+                stream,
+                now,
+                config.send_buffer_bytes,
+                limit,
+                config.default_rate,
+                self.burst_bytes(),
+            );
+            self.send.insert(stream, s);
+        }
+        let handle = self.handle;
+        let s = self
+            .send
+            .get_mut(&stream)
+            .expect("INVARIANT: inserted above");
+        match s.offer(payload) {
+            Ok(n) => {
+                self.stats.messages_offered += 1;
+                Ok(n)
+            }
+            Err(payload) => {
+                self.stats.offers_backpressured += 1;
+                if !s.backpressured {
+                    s.backpressured = true;
+                    events.push_back(Event::Backpressured {
+                        session: handle,
+                        stream,
+                    });
+                }
+                Err(OfferError::BackPressured(payload))
+            }
+        }
+    }
+
+    pub(crate) fn recv(&mut self, stream: StreamId) -> Option<Message> {
+        let m = self.recv.get_mut(&stream)?.take()?;
+        self.stats.messages_delivered += 1;
+        Some(m)
+    }
+
+    pub(crate) fn set_rate(&mut self, now: Instant, stream: StreamId, rate: Option<Rate>) -> bool {
+        let burst = self.burst_bytes();
+        let Some(s) = self.send.get_mut(&stream) else {
+            return false;
+        };
+        s.set_rate(now, rate, burst);
+        true
+    }
+
+    pub(crate) fn buffered_bytes(&self, stream: StreamId) -> Option<u64> {
+        self.recv.get(&stream).map(RecvStream::buffered_bytes)
+    }
+
+    pub(crate) fn retained_bytes(&self, stream: StreamId) -> Option<u64> {
+        self.send.get(&stream).map(SendStream::retained_bytes)
+    }
+
+    pub(crate) fn queued_bytes(&self, stream: StreamId) -> Option<u64> {
+        self.send.get(&stream).map(SendStream::queued_bytes)
+    }
+
+    /// Starts a close: graceful (`flush`) waits for every stream to be acknowledged first.
+    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, flush: bool) {
+        if self.closing.is_some() || matches!(self.state, State::Draining { .. } | State::Closed) {
+            return;
+        }
+        let mut reason = reason.to_owned();
+        truncate_utf8(&mut reason, crate::wire::MAX_REASON_BYTES);
+        self.closing = Some(Closing {
+            code,
+            reason,
+            flush,
+            frame_due: !flush,
+        });
+        self.check_flushed();
+    }
+
+    fn check_flushed(&mut self) {
+        let flushed = self.send.values().all(SendStream::is_flushed);
+        if let Some(c) = &mut self.closing {
+            if c.flush && flushed {
+                c.flush = false;
+                c.frame_due = true;
+            }
+        }
+    }
+
+    // ---- inputs -------------------------------------------------------------------------------
+
+    /// The responder's answer to a retransmitted Hello: send Accept again.
+    pub(crate) fn on_hello_again(&mut self, now: Instant) {
+        self.last_received = now;
+        if self.role == Role::Responder && self.state == State::Established {
+            self.handshake_due = true;
+        }
+    }
+
+    /// A datagram for this session whose frames all decoded.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_datagram(
+        &mut self,
+        now: Instant,
+        from: Locator,
+        len: usize,
+        frames: Frames<'_>,
+        config: &SessionConfig,
+        rng: &mut Rng,
+        events: &mut VecDeque<Event>,
+    ) {
+        match self.state {
+            State::Closed => return,
+            State::Draining { .. } => {
+                if let Some(c) = &mut self.closing {
+                    c.frame_due = true;
+                }
+                return;
+            }
+            State::Handshaking | State::Established => {}
+        }
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += len as u64;
+        self.last_received = now;
+        for frame in frames.flatten() {
+            self.on_frame(now, from, frame, config, events);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if from != self.path && self.state == State::Established {
+            self.maybe_validate(now, from, rng);
+        }
+        self.check_flushed();
+    }
+
+    fn on_frame(
+        &mut self,
+        now: Instant,
+        from: Locator,
+        frame: Frame<'_>,
+        config: &SessionConfig,
+        events: &mut VecDeque<Event>,
+    ) {
+        let handle = self.handle;
+        match frame {
+            Frame::Handshake(h) => self.on_handshake(now, config, &h, events),
+            Frame::Data(d) => self.on_data(now, config, &d, events),
+            Frame::Ack(a) => {
+                let ok = self.send.get_mut(&a.stream).is_some_and(|s| {
+                    s.on_ack(now, a.next_sequence, a.limit_bytes, &mut self.rtt)
+                        .is_ok()
+                });
+                if !ok {
+                    self.stats.frames_invalid += 1;
+                }
+            }
+            Frame::Nak(n) => {
+                self.stats.naks_received += 1;
+                match self.send.get_mut(&n.stream) {
+                    Some(s) => n.ranges.iter().for_each(|r| s.on_nak(r)),
+                    None => self.stats.frames_invalid += 1,
+                }
+            }
+            Frame::Gap(g) => {
+                let delay = self.rtt.nak_delay(config.nak_delay_min);
+                let Some(r) = self.recv_stream(config, g.stream, events) else {
+                    return;
+                };
+                match r.on_gap(now, &g, delay) {
+                    Some((lost, readable)) => {
+                        if !lost.is_empty() {
+                            self.stats.messages_lost += lost.end - lost.start;
+                            let stream = g.stream;
+                            events.push_back(Event::MessagesLost {
+                                session: handle,
+                                stream,
+                                range: lost,
+                            });
+                        }
+                        if readable {
+                            events.push_back(Event::Readable {
+                                session: handle,
+                                stream: g.stream,
+                            });
+                        }
+                    }
+                    None => self.stats.frames_invalid += 1,
+                }
+            }
+            Frame::Heartbeat(Heartbeat { id, reply: false }) => self.heartbeat_reply = Some(id),
+            Frame::Heartbeat(Heartbeat { id, reply: true }) => {
+                if let Some((want, sent)) = self.heartbeat_outstanding {
+                    if want == id {
+                        self.rtt.on_sample(now - sent);
+                        self.heartbeat_outstanding = None;
+                    }
+                }
+            }
+            Frame::PathChallenge(token) => self.path_response = Some((from, token)),
+            Frame::PathResponse(token) => {
+                if self.validation.as_ref().is_some_and(|v| v.token == token) {
+                    let v = self
+                        .validation
+                        .take()
+                        .expect("INVARIANT: checked just above");
+                    let old = core::mem::replace(&mut self.path, v.target);
+                    events.push_back(Event::PathMigrated {
+                        session: handle,
+                        from: old,
+                        to: v.target,
+                    });
+                }
+            }
+            Frame::Close(c) => {
+                let reason = c.reason.to_owned();
+                events.push_back(Event::Closed {
+                    session: handle,
+                    cause: CloseCause::Peer {
+                        code: c.code,
+                        reason,
+                    },
+                });
+                self.state = State::Closed;
+            }
+            Frame::Unknown { .. } => self.stats.frames_unknown += 1,
+        }
+    }
+
+    fn on_handshake(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+        h: &Handshake<'_>,
+        events: &mut VecDeque<Event>,
+    ) {
+        if self.role != Role::Initiator || h.stage != HandshakeStage::Accept {
+            // A stray or repeated handshake frame: harmless, ignored.
+            return;
+        }
+        if self.state != State::Handshaking {
+            return;
+        }
+        let version_ok = h.versions.len() == 1 && SUPPORTED_VERSIONS.contains(&h.versions[0]);
+        if !version_ok || h.source_cid == ConnectionId::NONE {
+            self.stats.frames_invalid += 1;
+            self.close(CloseCode::ProtocolViolation, "bad accept", false);
+            return;
+        }
+        self.peer_cid = h.source_cid;
+        self.peer = Some(h.node_id);
+        self.apply_peer_params(config, h);
+        self.rtt.on_sample(now - self.started);
+        self.state = State::Established;
+        self.handshake_due = false;
+        self.handshake_deadline = None;
+        events.push_back(Event::Connected {
+            session: self.handle,
+            peer: h.node_id,
+        });
+    }
+
+    fn on_data(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+        d: &Data<'_>,
+        events: &mut VecDeque<Event>,
+    ) {
+        let handle = self.handle;
+        let delay = self.rtt.nak_delay(config.nak_delay_min);
+        let Some(r) = self.recv_stream(config, d.stream, events) else {
+            return;
+        };
+        match r.on_data(now, d.sequence, d.flags, d.payload, delay) {
+            Received::Accepted { readable } => {
+                if readable {
+                    events.push_back(Event::Readable {
+                        session: handle,
+                        stream: d.stream,
+                    });
+                }
+            }
+            Received::Duplicate => self.stats.fragments_duplicate += 1,
+            Received::OverWindow => self.stats.fragments_over_window += 1,
+            Received::Invalid => self.stats.frames_invalid += 1,
+        }
+    }
+
+    /// The receive half of `stream`, created on first sight within the stream limit; past the
+    /// limit the session is closed, since the peer broke the agreed bound.
+    fn recv_stream(
+        &mut self,
+        config: &SessionConfig,
+        stream: StreamId,
+        events: &mut VecDeque<Event>,
+    ) -> Option<&mut RecvStream> {
+        let _ = events;
+        if !self.recv.contains_key(&stream) {
+            if self.recv.len() >= config.max_streams as usize {
+                self.stats.frames_invalid += 1;
+                self.close(CloseCode::StreamLimit, "too many streams", false);
+                return None;
+            }
+            let r = RecvStream::new(
+                stream,
+                config.window_bytes,
+                config.max_out_of_order_fragments,
+            );
+            self.recv.insert(stream, r);
+        }
+        self.recv.get_mut(&stream)
+    }
+
+    /// A valid datagram came from a locator other than the current path: probe it before moving
+    /// there (RFC 9000 §9: never send to an unvalidated address on a peer's word alone).
+    fn maybe_validate(&mut self, now: Instant, from: Locator, rng: &mut Rng) {
+        if self.validation.is_some() {
+            return;
+        }
+        self.validation = Some(PathValidation {
+            target: from,
+            token: rng.next_u64(),
+            deadline: now + self.rtt.pto().saturating_mul(2),
+            attempts: 1,
+            due: true,
+        });
+        self.stats.path_challenges_sent += 1;
+    }
+
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+        events: &mut VecDeque<Event>,
+    ) {
+        let handle = self.handle;
+        match self.state {
+            State::Closed => return,
+            State::Draining { until } => {
+                if now >= until {
+                    self.state = State::Closed;
+                }
+                return;
+            }
+            State::Handshaking | State::Established => {}
+        }
+        let idle_since = if self.state == State::Handshaking {
+            self.started
+        } else {
+            self.last_received
+        };
+        if now >= idle_since + self.idle_timeout {
+            events.push_back(Event::PeerTimedOut { session: handle });
+            events.push_back(Event::Closed {
+                session: handle,
+                cause: CloseCause::TimedOut,
+            });
+            self.state = State::Closed;
+            return;
+        }
+        if self.state == State::Handshaking {
+            match self.handshake_deadline {
+                Some(d) if now >= d => self.handshake_due = true,
+                _ => {}
+            }
+            return;
+        }
+        if now >= self.heartbeat_deadline {
+            self.heartbeat_due = true;
+            self.heartbeat_deadline = now + config.heartbeat_interval;
+            // Periodic status: repairs a lost window update, so a blocked sender always resumes.
+            for r in self.recv.values_mut() {
+                r.ack_pending = true;
+            }
+        }
+        if let Some(v) = &mut self.validation {
+            if now >= v.deadline {
+                if v.attempts >= PATH_CHALLENGE_ATTEMPTS {
+                    self.stats.path_validations_failed += 1;
+                    self.validation = None;
+                } else {
+                    v.attempts += 1;
+                    v.due = true;
+                    v.deadline = now + self.rtt.pto().saturating_mul(2);
+                }
+            }
+        }
+        let (pto, max) = (self.rtt.pto(), config.probe_interval_max);
+        for r in self.recv.values_mut() {
+            if r.nak_deadline().is_some_and(|d| now >= d) {
+                r.on_nak_timer(now, pto, max);
+            }
+        }
+        for s in self.send.values_mut() {
+            s.on_timer(now, pto, max);
+        }
+    }
+
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        let mut t = match self.state {
+            State::Closed => return None,
+            State::Draining { until } => return Some(until),
+            State::Handshaking => {
+                let idle = self.started + self.idle_timeout;
+                return Some(self.handshake_deadline.map_or(idle, |d| d.min(idle)));
+            }
+            State::Established => self.last_received + self.idle_timeout,
+        };
+        t = t.min(self.heartbeat_deadline);
+        if let Some(v) = &self.validation {
+            t = t.min(v.deadline);
+        }
+        for r in self.recv.values() {
+            if let Some(d) = r.nak_deadline() {
+                t = t.min(d);
+            }
+        }
+        for s in self.send.values() {
+            if let Some(d) = s.deadline() {
+                t = t.min(d);
+            }
+        }
+        Some(t)
+    }
+
+    // ---- output -------------------------------------------------------------------------------
+
+    /// Writes the next datagram into `buf`; returns where it goes.
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+        buf: &mut Vec<u8>,
+        events: &mut VecDeque<Event>,
+    ) -> Option<Locator> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let mut w = Writer::new(buf, self.max_datagram_bytes, self.peer_cid);
+        if let Some((to, token)) = self.path_response.take() {
+            w.put(&Frame::PathResponse(token));
+            return Some(self.sent(w, to));
+        }
+        if let Some(v) = self.validation.as_mut().filter(|v| v.due) {
+            v.due = false;
+            let (target, token) = (v.target, v.token);
+            w.put(&Frame::PathChallenge(token));
+            return Some(self.sent(w, target));
+        }
+        if let Some(c) = self.closing.as_mut().filter(|c| c.frame_due) {
+            c.frame_due = false;
+            let code = c.code;
+            w.put(&Frame::Close(Close {
+                code,
+                reason: &c.reason,
+            }));
+            if !matches!(self.state, State::Draining { .. }) {
+                let until = now + self.rtt.pto().saturating_mul(3);
+                self.state = State::Draining { until };
+                let cause = CloseCause::Local(code);
+                events.push_back(Event::Closed {
+                    session: self.handle,
+                    cause,
+                });
+            }
+            return Some(self.sent(w, self.path));
+        }
+        if matches!(self.state, State::Draining { .. }) {
+            return None;
+        }
+        if self.handshake_due {
+            self.handshake_due = false;
+            let stage = match self.role {
+                Role::Initiator => {
+                    w.destination(ConnectionId::NONE);
+                    let wait = config
+                        .initial_rtt
+                        .saturating_mul(1 << self.handshake_backoff.min(16));
+                    self.handshake_deadline = Some(now + wait.min(config.probe_interval_max));
+                    self.handshake_backoff += 1;
+                    HandshakeStage::Hello
+                }
+                Role::Responder => HandshakeStage::Accept,
+            };
+            let versions: &[u8] = match stage {
+                HandshakeStage::Hello => SUPPORTED_VERSIONS,
+                HandshakeStage::Accept => &[VERSION_1],
+            };
+            w.put(&Frame::Handshake(Handshake {
+                stage,
+                node_id: self.local_node,
+                source_cid: self.local_cid,
+                versions,
+                features: 0,
+                window_bytes: Some(config.window_bytes),
+                max_datagram_bytes: Some(config.max_datagram_bytes as u64),
+                idle_timeout_ms: Some(duration_ns(config.idle_timeout) / 1_000_000),
+            }));
+            return Some(self.sent(w, self.path));
+        }
+        if self.state != State::Established || self.peer_cid == ConnectionId::NONE {
+            return None;
+        }
+        self.write_control(now, &mut w);
+        self.write_data(now, config, &mut w, events);
+        if w.is_empty() {
+            return None;
+        }
+        Some(self.sent(w, self.path))
+    }
+
+    fn write_control(&mut self, now: Instant, w: &mut Writer<'_>) {
+        if let Some(id) = self.heartbeat_reply {
+            if w.put(&Frame::Heartbeat(Heartbeat { id, reply: true })) {
+                self.heartbeat_reply = None;
+                self.stats.heartbeats_sent += 1;
+            }
+        }
+        if self.heartbeat_due {
+            let id = self.next_heartbeat_id;
+            if w.put(&Frame::Heartbeat(Heartbeat { id, reply: false })) {
+                self.heartbeat_due = false;
+                self.next_heartbeat_id += 1;
+                self.heartbeat_outstanding = Some((id, now));
+                self.stats.heartbeats_sent += 1;
+            }
+        }
+        for r in self.recv.values_mut() {
+            if r.ack_pending {
+                let ack = Ack {
+                    stream: r.id,
+                    next_sequence: r.next_expected(),
+                    limit_bytes: r.limit(),
+                };
+                if w.put(&Frame::Ack(ack)) {
+                    r.on_ack_sent();
+                }
+            }
+            if r.nak_due {
+                r.missing(&mut self.nak_scratch);
+                if self.nak_scratch.is_empty() {
+                    r.nak_due = false;
+                    continue;
+                }
+                let ranges = RangeList::Slice(&self.nak_scratch);
+                if w.put(&Frame::Nak(Nak {
+                    stream: r.id,
+                    ranges,
+                })) {
+                    r.nak_due = false;
+                    self.stats.naks_sent += 1;
+                }
+            }
+        }
+    }
+
+    fn write_data(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+        w: &mut Writer<'_>,
+        events: &mut VecDeque<Event>,
+    ) {
+        let window = self.retransmit_window(config);
+        let pto = self.rtt.pto();
+        let first = self.next_stream_turn;
+        let (later, earlier): (Vec<_>, Vec<_>) =
+            self.send.keys().copied().partition(|&id| id >= first);
+        for id in later.into_iter().chain(earlier) {
+            let s = self
+                .send
+                .get_mut(&id)
+                .expect("INVARIANT: keys from this map");
+            if s.wants_gap() {
+                if let Some(g) = s.take_gap() {
+                    if !w.put(&Frame::Gap(g)) {
+                        s.restore_gap();
+                        break;
+                    }
+                    self.stats.gaps_sent += 1;
+                }
+            }
+            let mut sent_any = false;
+            while s.pacer_ready(now) {
+                let Some(f) = s.next_fragment(now, w.space()) else {
+                    break;
+                };
+                let frame = Frame::Data(Data {
+                    stream: id,
+                    sequence: f.sequence,
+                    flags: f.flags,
+                    payload: &f.payload,
+                });
+                let len = w.put_len(&frame);
+                debug_assert!(len > 0, "next_fragment sized the frame to fit");
+                s.charge(len);
+                sent_any = true;
+                if f.retransmission {
+                    self.stats.fragments_retransmitted += 1;
+                } else {
+                    self.stats.fragments_sent += 1;
+                }
+            }
+            if sent_any {
+                s.on_sent(now, pto);
+                self.stats.fragments_evicted += s.evict(window);
+                self.next_stream_turn = StreamId(id.0.wrapping_add(1));
+            }
+            if s.backpressured && s.has_room() {
+                s.backpressured = false;
+                events.push_back(Event::Writable {
+                    session: self.handle,
+                    stream: id,
+                });
+            }
+            if w.space() < MIN_USEFUL_SPACE {
+                break;
+            }
+        }
+    }
+
+    fn sent(&mut self, w: Writer<'_>, to: Locator) -> Locator {
+        let len = w.finish();
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += len as u64;
+        to
+    }
+}
+
+/// Below this much room a datagram is considered full.
+const MIN_USEFUL_SPACE: usize = 16;
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// Fills one datagram: header first, then frames while they fit.
+struct Writer<'a> {
+    buf: &'a mut Vec<u8>,
+    pos: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(buf: &'a mut Vec<u8>, max: usize, destination: ConnectionId) -> Self {
+        buf.clear();
+        buf.resize(max, 0);
+        let mut w = Self {
+            buf,
+            pos: HEADER_LEN,
+        };
+        w.destination(destination);
+        w
+    }
+
+    fn destination(&mut self, destination: ConnectionId) {
+        let header = Header {
+            version: VERSION_1,
+            flags: 0,
+            destination,
+        };
+        header
+            .encode(&mut self.buf[..])
+            .expect("INVARIANT: buffer is at least MIN_DATAGRAM_BYTES");
+    }
+
+    fn space(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos == HEADER_LEN
+    }
+
+    /// Appends `frame` if it fits; returns whether it did.
+    fn put(&mut self, frame: &Frame<'_>) -> bool {
+        self.put_len(frame) > 0
+    }
+
+    /// Appends `frame` if it fits; returns its length, or 0 if it did not fit.
+    fn put_len(&mut self, frame: &Frame<'_>) -> usize {
+        match frame.encode(&mut self.buf[self.pos..]) {
+            Ok(n) => {
+                self.pos += n;
+                n
+            }
+            Err(_) => 0,
+        }
+    }
+
+    fn finish(self) -> usize {
+        self.buf.truncate(self.pos);
+        self.pos
+    }
+}

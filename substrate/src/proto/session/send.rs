@@ -1,0 +1,413 @@
+//! The sending half of a stream: the offer queue, lazy fragmentation into the space a datagram
+//! has left, the bounded retransmit window, NAK-driven repair, tail-loss probes, pacing and the
+//! peer's flow-control limit.
+//!
+//! Invariants: `queued_bytes <= send_buffer_bytes` (except one oversized-for-the-buffer message
+//! on an empty queue is never accepted: `offer` bounds message size); retained bytes never exceed
+//! the retransmit window after `evict`; nothing past the peer's limit is ever sent for the first
+//! time.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::rtt::RttEstimator;
+use crate::id::StreamId;
+use crate::proto::rate::{Rate, TokenBucket};
+use crate::time::{Duration, Instant};
+use crate::wire::{DataFlags, Gap, varint_len};
+
+#[derive(Debug)]
+pub(crate) struct SendStream {
+    pub(crate) id: StreamId,
+    queue: VecDeque<Outgoing>,
+    queued_bytes: u64,
+    send_buffer_bytes: u64,
+    /// Retained fragments: `retained[i]` has sequence `retained_base + i`.
+    retained: VecDeque<Sent>,
+    retained_base: u64,
+    retained_bytes: u64,
+    next_sequence: u64,
+    next_message: u64,
+    next_offset: u64,
+    /// The peer has every fragment below this.
+    acked: u64,
+    limit_bytes: u64,
+    retransmit: BTreeSet<u64>,
+    gap_pending: bool,
+    pacer: Option<TokenBucket>,
+    probe_deadline: Option<Instant>,
+    probe_backoff: u32,
+    pub(crate) backpressured: bool,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    payload: Bytes,
+    /// Bytes of `payload` already cut into fragments.
+    cut: usize,
+}
+
+#[derive(Debug)]
+struct Sent {
+    payload: Bytes,
+    flags: DataFlags,
+    offset: u64,
+    message: u64,
+    sent_at: Instant,
+    retransmitted: bool,
+}
+
+/// A fragment to encode, borrowed from the stream.
+#[derive(Debug)]
+pub(crate) struct FragmentRef {
+    pub(crate) sequence: u64,
+    pub(crate) flags: DataFlags,
+    pub(crate) payload: Bytes,
+    pub(crate) retransmission: bool,
+}
+
+/// Smallest fragment worth cutting into a datagram's leftover space; below it, the message
+/// starts in the next datagram instead.
+const MIN_FRAGMENT_BYTES: usize = 64;
+
+impl SendStream {
+    pub(crate) fn new(
+        id: StreamId,
+        now: Instant,
+        send_buffer_bytes: u64,
+        limit_bytes: u64,
+        rate: Option<Rate>,
+        burst_bytes: u64,
+    ) -> Self {
+        Self {
+            id,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            send_buffer_bytes,
+            retained: VecDeque::new(),
+            retained_base: 0,
+            retained_bytes: 0,
+            next_sequence: 0,
+            next_message: 0,
+            next_offset: 0,
+            acked: 0,
+            limit_bytes,
+            retransmit: BTreeSet::new(),
+            gap_pending: false,
+            pacer: rate.map(|r| TokenBucket::new(now, r, burst_bytes)),
+            probe_deadline: None,
+            probe_backoff: 0,
+            backpressured: false,
+        }
+    }
+
+    /// Queues a message; returns its number, or `Err(payload)` when the send buffer is full.
+    pub(crate) fn offer(&mut self, payload: Bytes) -> Result<u64, Bytes> {
+        let len = payload.len() as u64;
+        if self.queued_bytes + len > self.send_buffer_bytes {
+            return Err(payload);
+        }
+        self.queued_bytes += len;
+        self.queue.push_back(Outgoing { payload, cut: 0 });
+        let n = self.next_message;
+        self.next_message += 1;
+        Ok(n)
+    }
+
+    pub(crate) fn set_rate(&mut self, now: Instant, rate: Option<Rate>, burst_bytes: u64) {
+        match (&mut self.pacer, rate) {
+            (Some(p), Some(r)) => p.set_rate(now, r),
+            (p, r) => *p = r.map(|r| TokenBucket::new(now, r, burst_bytes)),
+        }
+    }
+
+    pub(crate) fn set_limit(&mut self, limit_bytes: u64) {
+        self.limit_bytes = self.limit_bytes.max(limit_bytes);
+    }
+
+    /// Whether room has come back after backpressure (half the buffer free).
+    pub(crate) fn has_room(&self) -> bool {
+        self.queued_bytes <= self.send_buffer_bytes / 2
+    }
+
+    /// Everything offered has been acknowledged (or declared lost to the peer).
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.queue.is_empty() && self.acked >= self.next_sequence
+    }
+
+    pub(crate) fn retained_bytes(&self) -> u64 {
+        self.retained_bytes
+    }
+
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+
+    /// The peer acknowledged every fragment below `next_sequence`. Returns `Err` if it
+    /// acknowledges fragments never sent (the ack is ignored).
+    pub(crate) fn on_ack(
+        &mut self,
+        now: Instant,
+        next_sequence: u64,
+        limit_bytes: u64,
+        rtt: &mut RttEstimator,
+    ) -> Result<(), ()> {
+        if next_sequence > self.next_sequence {
+            return Err(());
+        }
+        self.set_limit(limit_bytes);
+        if next_sequence <= self.acked {
+            return Ok(());
+        }
+        let mut newest = None;
+        while self.retained_base < next_sequence {
+            let Some(s) = self.retained.pop_front() else {
+                // Everything retained is acknowledged; the rest was evicted.
+                self.retained_base = next_sequence;
+                break;
+            };
+            self.retained_bytes -= s.payload.len() as u64;
+            self.retained_base += 1;
+            newest = Some(s);
+        }
+        // Karn: only a fragment sent once gives an unambiguous sample.
+        if let Some(s) = newest.filter(|s| !s.retransmitted) {
+            rtt.on_sample(now - s.sent_at);
+        }
+        self.acked = next_sequence;
+        self.retransmit = self.retransmit.split_off(&next_sequence);
+        self.probe_backoff = 0;
+        self.probe_deadline = (self.acked < self.next_sequence).then(|| now + rtt.pto());
+        Ok(())
+    }
+
+    /// The peer is missing `range`: retransmit what is retained, answer the rest with a Gap.
+    pub(crate) fn on_nak(&mut self, range: core::ops::Range<u64>) {
+        let start = range.start.max(self.acked);
+        let end = range.end.min(self.next_sequence);
+        if start >= end {
+            return;
+        }
+        if start < self.retained_base {
+            self.gap_pending = true;
+        }
+        for seq in start.max(self.retained_base)..end {
+            self.retransmit.insert(seq);
+        }
+    }
+
+    /// The Gap frame owed to the peer, if any: everything it lacks below the retained window.
+    pub(crate) fn take_gap(&mut self) -> Option<Gap> {
+        if !core::mem::take(&mut self.gap_pending) || self.acked >= self.retained_base {
+            return None;
+        }
+        let (message_end, bytes_end) = match self.retained.front() {
+            Some(s) => (s.message, s.offset),
+            None => (
+                self.next_message - self.queue.len() as u64,
+                self.next_offset,
+            ),
+        };
+        Some(Gap {
+            stream: self.id,
+            sequence_start: self.acked,
+            sequence_end: self.retained_base,
+            message_end,
+            bytes_end,
+        })
+    }
+
+    /// Gives the gap back if it did not fit into the datagram.
+    pub(crate) fn restore_gap(&mut self) {
+        self.gap_pending = true;
+    }
+
+    pub(crate) fn wants_gap(&self) -> bool {
+        self.gap_pending
+    }
+
+    /// Whether the pacer lets this stream send at `now`.
+    pub(crate) fn pacer_ready(&mut self, now: Instant) -> bool {
+        self.pacer.as_mut().is_none_or(|p| p.ready(now))
+    }
+
+    /// Charges `bytes` of sent frames to the pacer.
+    pub(crate) fn charge(&mut self, bytes: usize) {
+        if let Some(p) = &mut self.pacer {
+            p.consume(bytes as u64);
+        }
+    }
+
+    /// Whether there is data the stream would send now, pacing aside.
+    pub(crate) fn has_sendable(&self) -> bool {
+        !self.retransmit.is_empty() || self.can_send_new()
+    }
+
+    fn can_send_new(&self) -> bool {
+        self.queue.front().is_some_and(|o| {
+            let remaining = (o.payload.len() - o.cut) as u64;
+            let room = self.limit_bytes.saturating_sub(self.next_offset);
+            remaining == 0 || room >= remaining.min(MIN_FRAGMENT_BYTES as u64)
+        })
+    }
+
+    /// When this stream next needs the session's attention: a tail-loss probe, or the pacer.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let pacer = match &self.pacer {
+            Some(p) if self.has_sendable() => Some(p.next_ready()),
+            _ => None,
+        };
+        match (self.probe_deadline, pacer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Tail-loss probe: no ack progress for a probe timeout. Re-send the newest retained fragment
+    /// so the receiver sees how far the stream goes and NAKs what it lacks; if nothing is retained
+    /// the peer is owed a Gap.
+    pub(crate) fn on_timer(&mut self, now: Instant, pto: Duration, max: Duration) {
+        let Some(deadline) = self.probe_deadline else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        if self.acked >= self.next_sequence {
+            self.probe_deadline = None;
+            return;
+        }
+        if self.retained.is_empty() {
+            self.gap_pending = true;
+        } else {
+            self.retransmit
+                .insert(self.retained_base + self.retained.len() as u64 - 1);
+        }
+        self.probe_backoff += 1;
+        let wait = pto.saturating_mul(1 << self.probe_backoff.min(16)).min(max);
+        self.probe_deadline = Some(now + wait);
+    }
+
+    /// The next fragment to send that fits in `space` bytes of frame (kind, length and body).
+    /// Retransmissions come first; new data is cut to fit and to respect the peer's limit.
+    pub(crate) fn next_fragment(&mut self, now: Instant, space: usize) -> Option<FragmentRef> {
+        while let Some(seq) = self.retransmit.pop_first() {
+            let Some(s) = seq
+                .checked_sub(self.retained_base)
+                .and_then(|i| self.retained.get_mut(i as usize))
+            else {
+                continue;
+            };
+            if data_frame_len(self.id, seq, s.payload.len()) > space {
+                self.retransmit.insert(seq);
+                return None;
+            }
+            s.sent_at = now;
+            s.retransmitted = true;
+            return Some(FragmentRef {
+                sequence: seq,
+                flags: s.flags,
+                payload: s.payload.clone(),
+                retransmission: true,
+            });
+        }
+        let message = self.next_message - self.queue.len() as u64;
+        let o = self.queue.front_mut()?;
+        let remaining = o.payload.len() - o.cut;
+        let room = self.limit_bytes.saturating_sub(self.next_offset);
+        if remaining > 0 && room == 0 {
+            return None;
+        }
+        let fit = max_payload_in(self.id, self.next_sequence, space)?;
+        let take = remaining
+            .min(fit)
+            .min(usize::try_from(room).unwrap_or(usize::MAX));
+        if take < remaining && take < MIN_FRAGMENT_BYTES.min(remaining) {
+            return None;
+        }
+        let mut flags = 0;
+        if o.cut == 0 {
+            flags |= DataFlags::FIRST.0;
+        }
+        if take == remaining {
+            flags |= DataFlags::LAST.0;
+        }
+        let payload = o.payload.slice(o.cut..o.cut + take);
+        o.cut += take;
+        if o.cut == o.payload.len() {
+            self.queued_bytes -= o.payload.len() as u64;
+            self.queue.pop_front();
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let flags = DataFlags(flags);
+        self.retained.push_back(Sent {
+            payload: payload.clone(),
+            flags,
+            offset: self.next_offset,
+            message,
+            sent_at: now,
+            retransmitted: false,
+        });
+        self.next_offset += take as u64;
+        self.retained_bytes += take as u64;
+        Some(FragmentRef {
+            sequence,
+            flags,
+            payload,
+            retransmission: false,
+        })
+    }
+
+    /// Arms the tail-loss probe after sending, if it is not armed.
+    pub(crate) fn on_sent(&mut self, now: Instant, pto: Duration) {
+        if self.probe_deadline.is_none() && self.acked < self.next_sequence {
+            self.probe_deadline = Some(now + pto);
+        }
+    }
+
+    /// Drops the oldest whole, fully sent messages while the retained bytes exceed the
+    /// retransmit window. Returns how many fragments were dropped.
+    pub(crate) fn evict(&mut self, window_bytes: u64) -> u64 {
+        let mut dropped = 0;
+        while self.retained_bytes > window_bytes {
+            let Some(first) = self.retained.front() else {
+                break;
+            };
+            let message = first.message;
+            let n = self
+                .retained
+                .iter()
+                .take_while(|s| s.message == message)
+                .count();
+            // A message whose last fragment is not yet sent stays: it cannot be cut in two.
+            if !self.retained[n - 1].flags.is_last() {
+                break;
+            }
+            for s in self.retained.drain(..n) {
+                self.retained_bytes -= s.payload.len() as u64;
+            }
+            self.retained_base += n as u64;
+            dropped += n as u64;
+        }
+        if dropped > 0 {
+            self.retransmit = self.retransmit.split_off(&self.retained_base);
+        }
+        dropped
+    }
+}
+
+/// Bytes a data frame takes: kind, body length, stream, sequence, flags, payload.
+pub(crate) fn data_frame_len(stream: StreamId, sequence: u64, payload: usize) -> usize {
+    let body = varint_len(u64::from(stream.0)) + varint_len(sequence) + 1 + payload;
+    1 + varint_len(body as u64) + body
+}
+
+/// The largest payload whose data frame fits in `space`, if any.
+fn max_payload_in(stream: StreamId, sequence: u64, space: usize) -> Option<usize> {
+    let fixed = 1 + varint_len(u64::from(stream.0)) + varint_len(sequence) + 1;
+    let payload = space.checked_sub(fixed + varint_len(space as u64))?;
+    debug_assert!(data_frame_len(stream, sequence, payload) <= space);
+    Some(payload)
+}
