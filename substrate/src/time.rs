@@ -82,6 +82,9 @@ mod tests {
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(t - Instant::ZERO, Duration::from_nanos(5));
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
-        assert_eq!(format!("{:?}", Instant::from_nanos(1_500_000_000)), "t+1.500000000s");
+        assert_eq!(
+            format!("{:?}", Instant::from_nanos(1_500_000_000)),
+            "t+1.500000000s"
+        );
     }
 }
