@@ -69,3 +69,6 @@ pub fn decode_datagram(datagram: &[u8]) -> Result<(Header, Frames<'_>), DecodeEr
     let header = Header::decode(datagram)?;
     Ok((header, Frames::new(header.version, &datagram[HEADER_LEN..])))
 }
+
+#[cfg(test)]
+mod tests;
