@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Phyla's whole test suite: the README's test command, and what .ci/run calls.
+# Runs on a fresh Linux machine with a stable Rust toolchain (rustup); installs what it lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage() { printf '\n=== %s\n' "$*"; }
+
+stage "toolchain"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+cargo --version
+
+stage "format"
+cargo fmt --all -- --check
+
+stage "lint (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+stage "layering: the sans-IO layers build without the engine"
+cargo check -p phyla-substrate --no-default-features --features testing --locked
+cargo check -p phyla-group-comm --no-default-features --locked
+
+stage "tests (unit, property, sans-IO session, fuzz-corpus replay)"
+cargo test --workspace --locked
+
+stage "fuzz targets build (cargo-fuzz package outside the workspace)"
+cargo check --manifest-path substrate/fuzz/Cargo.toml --locked 2>/dev/null \
+  || cargo check --manifest-path substrate/fuzz/Cargo.toml
+
+echo
+echo "all stages passed"
