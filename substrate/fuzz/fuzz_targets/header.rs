@@ -1,0 +1,4 @@
+//! Fuzzes `substrate::wire::fuzzing::decode_header`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| substrate::wire::fuzzing::decode_header(data));
