@@ -235,6 +235,11 @@ fn seed_frames() -> Vec<(String, Vec<u8>)> {
             "valid-unknown-optional-kind",
             raw_frame(0x9f, b"from the future"),
         ),
+        // Found by fuzzing: a skipped frame whose length prefix is not minimal.
+        (
+            "valid-unknown-kind-non-minimal-len",
+            vec![0x85, 0x40, 0x01, 0x00],
+        ),
         (
             "valid-trailing-body-bytes",
             raw(FrameKind::Ack, &[1, 2, 3, 0xee, 0xee]),

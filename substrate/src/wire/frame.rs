@@ -283,7 +283,8 @@ impl Eq for RangeList<'_> {}
 impl<'a> Frame<'a> {
     /// Bytes this frame takes on the wire, kind and length prefix included.
     ///
-    /// For [`Frame::Unknown`] this is what the skipped frame took (it cannot be encoded).
+    /// For [`Frame::Unknown`] (which cannot be encoded) this is the minimal size of a frame with
+    /// its body length: what it took on the wire, unless its length prefix was not minimal.
     pub fn encoded_len(&self) -> usize {
         let body = self.body_len();
         1 + varint_len(body as u64) + body

@@ -902,6 +902,18 @@ fn decode_skips_unknown_optional_frame_kind() {
 }
 
 #[test]
+fn decode_skips_unknown_optional_frame_with_non_minimal_length() {
+    let bytes = [0x85, 0x40, 0x01, 0xaa, FrameKind::Heartbeat as u8, 2, 1, 0];
+    assert_eq!(
+        Frame::decode(VERSION_1, &bytes),
+        Ok((Frame::Unknown { kind: 0x85, len: 1 }, 4))
+    );
+    fuzzing::decode_frame(&bytes);
+    let datagram = raw_datagram(&[&bytes]);
+    fuzzing::decode_datagram(&datagram);
+}
+
+#[test]
 fn encode_rejects_unknown_frame() {
     let frame = Frame::Unknown { kind: 0x85, len: 0 };
     assert_eq!(
