@@ -1,0 +1,13 @@
+//! Behaviour of the sans-IO session over the in-memory network, one behaviour per module.
+
+mod backpressure;
+mod close;
+mod common;
+mod determinism;
+mod handshake;
+mod invalid_input;
+mod loss_burst;
+mod lossy_delivery;
+mod migration;
+mod pacing;
+mod partition;

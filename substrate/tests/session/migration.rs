@@ -1,0 +1,119 @@
+//! Migration: a peer that changes address mid-stream keeps its session and loses nothing; a
+//! replayed frame from an address that cannot answer the challenge does not move the session.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use substrate::proto::session::{Event, SessionConfig};
+use substrate::testing::{LinkConfig, Loss, test_locator};
+use substrate::time::Duration;
+
+use crate::common::{Pair, Transfer, endpoint, events};
+
+fn link() -> LinkConfig {
+    LinkConfig::default()
+        .latency(Duration::from_millis(5))
+        .loss(Loss::Uniform(0.01))
+}
+
+fn migrate_mid_stream(move_sender: bool) {
+    let config = SessionConfig::default();
+    let mut p = Pair::connect(21, link(), config.clone(), config.clone());
+    let mut t = Transfer::new(
+        20_000,
+        |n| 200 + (n % 1_000) as usize,
+        config.window_bytes,
+        config.window_bytes,
+    );
+    let move_at = p.c.now() + Duration::from_millis(100);
+    while p.c.now() < move_at {
+        t.step(&mut p);
+    }
+    assert!(!t.finished(), "the move must fall mid-stream");
+    let (mover, watcher, watcher_session) = if move_sender {
+        (p.a, p.b, p.sb)
+    } else {
+        (p.b, p.a, p.sa)
+    };
+    let old = p.c.locator(mover);
+    let new = test_locator(1_000);
+    p.c.net_mut().rebind(mover, new);
+    t.run(&mut p, Duration::from_secs(120));
+    t.assert_all_delivered_in_order();
+    let ev = if move_sender {
+        t.events_b.clone()
+    } else {
+        events(&mut p.c, watcher)
+    };
+    let expected = Event::PathMigrated {
+        session: watcher_session,
+        from: old,
+        to: new,
+    };
+    assert!(ev.contains(&expected), "no migration event in {ev:?}");
+    let info =
+        p.c.node(watcher)
+            .session_info(watcher_session)
+            .expect("session alive");
+    assert_eq!(info.path, new, "the session now sends to the new locator");
+}
+
+#[test]
+fn session_survives_sender_locator_change_without_loss() {
+    migrate_mid_stream(true);
+}
+
+#[test]
+fn session_survives_receiver_locator_change_without_loss() {
+    migrate_mid_stream(false);
+}
+
+#[test]
+fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
+    let config = SessionConfig::default();
+    let link = LinkConfig::default().latency(Duration::from_millis(5));
+    let mut p = Pair::connect(22, link, config.clone(), config.clone());
+    // An on-path observer records a's datagrams to b; an attacker replays one from its own
+    // address. It holds no session state, so it cannot answer b's path challenge.
+    let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let tap = seen.clone();
+    let (a, b) = (p.a, p.b);
+    p.c.set_on_transmit(move |t| {
+        if t.node == a {
+            tap.borrow_mut().push(t.bytes.to_vec());
+        }
+    });
+    let attacker = p.c.add_node(endpoint(666, SessionConfig::default()));
+    let mut t = Transfer::new(5_000, |_| 300, config.window_bytes, config.window_bytes);
+    let replay_at = p.c.now() + Duration::from_millis(50);
+    while p.c.now() < replay_at {
+        t.step(&mut p);
+    }
+    let captured = seen.borrow().last().cloned().expect("a has sent datagrams");
+    let to = p.c.locator(b);
+    let now = p.c.now();
+    p.c.net_mut().send(now, attacker, to, &captured);
+    t.run(&mut p, Duration::from_secs(60));
+    t.assert_all_delivered_in_order();
+    p.c.run_for(Duration::from_secs(2)).expect("harness ran");
+
+    let ev = events(&mut p.c, b);
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::PathMigrated { .. })),
+        "{ev:?}"
+    );
+    let info = p.c.node(b).session_info(p.sb).expect("session alive");
+    assert_eq!(info.path, p.c.locator(a), "b still sends to the real peer");
+    assert!(
+        info.stats.path_challenges_sent >= 1,
+        "the new address was challenged"
+    );
+    assert_eq!(
+        info.stats.path_validations_failed, 1,
+        "and the challenge went unanswered"
+    );
+    assert!(
+        p.c.node(attacker).stats().unknown_connection >= 1,
+        "attacker could not answer"
+    );
+}
