@@ -818,61 +818,37 @@ impl Session {
         w: &mut Writer<'_>,
         events: &mut VecDeque<Event>,
     ) {
-        let window = self.retransmit_window(config);
-        let pto = self.rtt.pto();
+        let turn = DataTurn {
+            now,
+            window: self.retransmit_window(config),
+            pto: self.rtt.pto(),
+            session: self.handle,
+        };
+        // Round robin: start after the stream that sent first last time, wrap around.
         let first = self.next_stream_turn;
-        let (later, earlier): (Vec<_>, Vec<_>) =
-            self.send.keys().copied().partition(|&id| id >= first);
-        for id in later.into_iter().chain(earlier) {
-            let s = self
-                .send
-                .get_mut(&id)
-                .expect("INVARIANT: keys from this map");
-            if s.wants_gap() {
-                if let Some(g) = s.take_gap() {
-                    if !w.put(&Frame::Gap(g)) {
-                        s.restore_gap();
-                        break;
-                    }
-                    self.stats.gaps_sent += 1;
-                }
+        let mut served = None;
+        let mut serve = |s: &mut SendStream, stats: &mut SessionStats| {
+            if turn.fill(s, w, stats, events) && served.is_none() {
+                served = Some(s.id);
             }
-            let mut sent_any = false;
-            while s.pacer_ready(now) {
-                let Some(f) = s.next_fragment(now, w.space()) else {
-                    break;
-                };
-                let frame = Frame::Data(Data {
-                    stream: id,
-                    sequence: f.sequence,
-                    flags: f.flags,
-                    payload: &f.payload,
-                });
-                let len = w.put_len(&frame);
-                debug_assert!(len > 0, "next_fragment sized the frame to fit");
-                s.charge(len);
-                sent_any = true;
-                if f.retransmission {
-                    self.stats.fragments_retransmitted += 1;
-                } else {
-                    self.stats.fragments_sent += 1;
-                }
-            }
-            if sent_any {
-                s.on_sent(now, pto);
-                self.stats.fragments_evicted += s.evict(window);
-                self.next_stream_turn = StreamId(id.0.wrapping_add(1));
-            }
-            if s.backpressured && s.has_room() {
-                s.backpressured = false;
-                events.push_back(Event::Writable {
-                    session: self.handle,
-                    stream: id,
-                });
-            }
-            if w.space() < MIN_USEFUL_SPACE {
+            w.space() >= MIN_USEFUL_SPACE
+        };
+        let mut room = true;
+        for s in self.send.range_mut(first..).map(|(_, s)| s) {
+            room = serve(s, &mut self.stats);
+            if !room {
                 break;
             }
+        }
+        if room {
+            for s in self.send.range_mut(..first).map(|(_, s)| s) {
+                if !serve(s, &mut self.stats) {
+                    break;
+                }
+            }
+        }
+        if let Some(id) = served {
+            self.next_stream_turn = StreamId(id.0.wrapping_add(1));
         }
     }
 
@@ -886,6 +862,69 @@ impl Session {
 
 /// Below this much room a datagram is considered full.
 const MIN_USEFUL_SPACE: usize = 16;
+
+/// What one datagram's worth of stream data needs to know about its session.
+struct DataTurn {
+    now: Instant,
+    window: u64,
+    pto: Duration,
+    session: SessionHandle,
+}
+
+impl DataTurn {
+    /// Writes one stream's gap notice, repairs and new data into `w`, as pacing allows.
+    /// Returns whether any data went in.
+    fn fill(
+        &self,
+        s: &mut SendStream,
+        w: &mut Writer<'_>,
+        stats: &mut SessionStats,
+        events: &mut VecDeque<Event>,
+    ) -> bool {
+        if s.wants_gap() {
+            if let Some(g) = s.take_gap() {
+                if !w.put(&Frame::Gap(g)) {
+                    s.restore_gap();
+                    return false;
+                }
+                stats.gaps_sent += 1;
+            }
+        }
+        let mut sent_any = false;
+        while s.pacer_ready(self.now) {
+            let Some(f) = s.next_fragment(self.now, w.space()) else {
+                break;
+            };
+            let data = Data {
+                stream: s.id,
+                sequence: f.sequence,
+                flags: f.flags,
+                payload: &f.payload,
+            };
+            let len = w.put_len(&Frame::Data(data));
+            debug_assert!(len > 0, "next_fragment sized the frame to fit");
+            s.charge(len);
+            sent_any = true;
+            if f.retransmission {
+                stats.fragments_retransmitted += 1;
+            } else {
+                stats.fragments_sent += 1;
+            }
+        }
+        if sent_any {
+            s.on_sent(self.now, self.pto);
+            stats.fragments_evicted += s.evict(self.window);
+        }
+        if s.backpressured && s.has_room() {
+            s.backpressured = false;
+            events.push_back(Event::Writable {
+                session: self.session,
+                stream: s.id,
+            });
+        }
+        sent_any
+    }
+}
 
 fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
