@@ -14,8 +14,11 @@ use substrate::wire::{
     RangeList, VERSION_1, fuzzing,
 };
 
+/// A `substrate::wire::fuzzing` harness.
+type Harness = fn(&[u8]);
+
 /// Each fuzz target and the harness it calls.
-const TARGETS: [(&str, fn(&[u8])); 3] = [
+const TARGETS: [(&str, Harness); 3] = [
     ("datagram", fuzzing::decode_datagram),
     ("frame", fuzzing::decode_frame),
     ("header", fuzzing::decode_header),

@@ -1222,7 +1222,10 @@ fn encode_rejects_varint_above_max() {
         (
             Frame::Nak(Nak {
                 stream: StreamId(0),
-                ranges: RangeList::Slice(&[too_big..too_big + 1]),
+                ranges: RangeList::Slice(&[Range {
+                    start: too_big,
+                    end: too_big + 1,
+                }]),
             }),
             "nak.start",
         ),
@@ -1269,7 +1272,7 @@ fn encode_rejects_nak_count_outside_limits() {
     }));
     let empty = Frame::Nak(Nak {
         stream: StreamId(0),
-        ranges: RangeList::Slice(&[4..4]),
+        ranges: RangeList::Slice(&[Range { start: 4, end: 4 }]),
     });
     assert_eq!(
         empty.encode(&mut [0; 64]),
