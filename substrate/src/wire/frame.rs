@@ -100,7 +100,9 @@ pub struct Handshake<'a> {
     pub idle_timeout_ms: Option<u64>,
 }
 
-/// Data body: `stream varint | sequence varint | flags u8 | payload (rest of body)`.
+/// Data body: `stream varint | sequence varint | flags u8 | message varint | payload (rest of
+/// body)`. The message number lets a receiver that must give up on a gap lose exactly the
+/// messages it lacks, and deliver the ones it holds whole.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Data<'a> {
     /// The stream.
@@ -109,6 +111,8 @@ pub struct Data<'a> {
     pub sequence: u64,
     /// First and last fragment of a message (both for an unfragmented message).
     pub flags: DataFlags,
+    /// Number of the message this fragment belongs to, per stream, from 0.
+    pub message: u64,
     /// The fragment's bytes.
     pub payload: &'a [u8],
 }
@@ -585,17 +589,23 @@ impl<'a> Handshake<'a> {
 
 impl<'a> Data<'a> {
     fn body_len(&self) -> usize {
-        varint_len(self.stream.0.into()) + varint_len(self.sequence) + 1 + self.payload.len()
+        varint_len(self.stream.0.into())
+            + varint_len(self.sequence)
+            + 1
+            + varint_len(self.message)
+            + self.payload.len()
     }
 
     fn check(&self) -> Result<(), EncodeError> {
-        varint::check(self.sequence, "data.sequence")
+        varint::check(self.sequence, "data.sequence")?;
+        varint::check(self.message, "data.message")
     }
 
     fn write_body(&self, w: &mut Writer<'_>) {
         w.varint(self.stream.0.into());
         w.varint(self.sequence);
         w.u8(self.flags.0);
+        w.varint(self.message);
         w.bytes(self.payload);
     }
 
@@ -603,10 +613,12 @@ impl<'a> Data<'a> {
         let stream = r.stream()?;
         let sequence = r.varint()?;
         let flags = DataFlags(r.u8()?);
+        let message = r.varint()?;
         Ok(Self {
             stream,
             sequence,
             flags,
+            message,
             payload: r.input,
         })
     }

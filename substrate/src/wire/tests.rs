@@ -27,6 +27,7 @@ enum OwnedFrame {
         stream: u32,
         sequence: u64,
         flags: u8,
+        message: u64,
         payload: Vec<u8>,
     },
     Ack(Ack),
@@ -68,11 +69,13 @@ impl OwnedFrame {
                 stream,
                 sequence,
                 flags,
+                message,
                 payload,
             } => Frame::Data(Data {
                 stream: StreamId(*stream),
                 sequence: *sequence,
                 flags: DataFlags(*flags),
+                message: *message,
                 payload,
             }),
             Self::Ack(ack) => Frame::Ack(*ack),
@@ -146,14 +149,18 @@ fn data() -> impl Strategy<Value = OwnedFrame> {
         stream(),
         varint_value(),
         any::<u8>(),
+        varint_value(),
         vec(any::<u8>(), 0..300),
     )
-        .prop_map(|(stream, sequence, flags, payload)| OwnedFrame::Data {
-            stream,
-            sequence,
-            flags,
-            payload,
-        })
+        .prop_map(
+            |(stream, sequence, flags, message, payload)| OwnedFrame::Data {
+                stream,
+                sequence,
+                flags,
+                message,
+                payload,
+            },
+        )
 }
 
 fn ack() -> impl Strategy<Value = OwnedFrame> {
@@ -319,6 +326,7 @@ fn sample_frames() -> Vec<OwnedFrame> {
             stream: 5,
             sequence: 1_000,
             flags: DataFlags::WHOLE.0,
+            message: 17,
             payload: b"hello".to_vec(),
         },
         OwnedFrame::Ack(Ack {
@@ -510,9 +518,10 @@ fn frame_encoded_len_counts_long_body_length_prefix() {
         stream: StreamId(1),
         sequence: 2,
         flags: DataFlags::FIRST,
+        message: 3,
         payload: &payload,
     });
-    assert_eq!(frame.encoded_len(), 1 + 4 + 1 + 1 + 1 + payload.len());
+    assert_eq!(frame.encoded_len(), 1 + 4 + 1 + 1 + 1 + 1 + payload.len());
     assert_round_trip(&frame);
 }
 
@@ -629,6 +638,7 @@ fn decode_rejects_truncated_body_fields() {
             stream: 300,
             sequence: 1 << 40,
             flags: 3,
+            message: 1 << 35,
             payload: vec![],
         },
         OwnedFrame::Ack(Ack {
@@ -1010,13 +1020,14 @@ fn decode_skips_trailing_body_bytes() {
 
 #[test]
 fn decode_takes_rest_of_body_as_data_payload() {
-    let body = [1, 2, DataFlags::LAST.0, b'a', b'b', b'c'];
+    let body = [1, 2, DataFlags::LAST.0, 9, b'a', b'b', b'c'];
     let bytes = raw_frame(FrameKind::Data as u8, &body);
     let frame = decode_one(&bytes).expect("decodes");
     let Frame::Data(data) = frame else {
         panic!("not data: {frame:?}")
     };
     assert_eq!(data.payload, b"abc");
+    assert_eq!(data.message, 9);
     assert!(data.flags.is_last() && !data.flags.is_first());
 }
 
@@ -1205,6 +1216,7 @@ fn encode_rejects_varint_above_max() {
                 stream: StreamId(0),
                 sequence: too_big,
                 flags: DataFlags::WHOLE,
+                message: 0,
                 payload: &[],
             }),
             "data.sequence",
@@ -1346,6 +1358,7 @@ fn encode_rejects_body_above_max_datagram() {
         stream: StreamId(0),
         sequence: 0,
         flags: DataFlags::WHOLE,
+        message: 0,
         payload: &payload,
     });
     assert_eq!(

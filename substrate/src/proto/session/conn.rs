@@ -413,8 +413,9 @@ impl Session {
             }
             Frame::Nak(n) => {
                 self.stats.naks_received += 1;
+                let stale = self.rtt.smoothed();
                 match self.send.get_mut(&n.stream) {
-                    Some(s) => n.ranges.iter().for_each(|r| s.on_nak(r)),
+                    Some(s) => s.on_nak(now, stale, n.ranges.iter()),
                     None => self.stats.frames_invalid += 1,
                 }
             }
@@ -425,19 +426,19 @@ impl Session {
                 };
                 match r.on_gap(now, &g, delay) {
                     Some((lost, readable)) => {
-                        if !lost.is_empty() {
-                            self.stats.messages_lost += lost.end - lost.start;
-                            let stream = g.stream;
+                        let stream = g.stream;
+                        for range in lost {
+                            self.stats.messages_lost += range.end - range.start;
                             events.push_back(Event::MessagesLost {
                                 session: handle,
                                 stream,
-                                range: lost,
+                                range,
                             });
                         }
                         if readable {
                             events.push_back(Event::Readable {
                                 session: handle,
-                                stream: g.stream,
+                                stream,
                             });
                         }
                     }
@@ -528,7 +529,7 @@ impl Session {
         let Some(r) = self.recv_stream(config, d.stream, events) else {
             return;
         };
-        match r.on_data(now, d.sequence, d.flags, d.payload, delay) {
+        match r.on_data(now, d.sequence, d.flags, d.message, d.payload, delay) {
             Received::Accepted { readable } => {
                 if readable {
                     events.push_back(Event::Readable {
@@ -758,7 +759,7 @@ impl Session {
         if self.state != State::Established || self.peer_cid == ConnectionId::NONE {
             return None;
         }
-        self.write_control(now, &mut w);
+        self.write_control(now, config, &mut w);
         self.write_data(now, config, &mut w, events);
         if w.is_empty() {
             return None;
@@ -766,7 +767,8 @@ impl Session {
         Some(self.sent(w, self.path))
     }
 
-    fn write_control(&mut self, now: Instant, w: &mut Writer<'_>) {
+    fn write_control(&mut self, now: Instant, config: &SessionConfig, w: &mut Writer<'_>) {
+        let reorder_delay = self.rtt.nak_delay(config.nak_delay_min);
         if let Some(id) = self.heartbeat_reply {
             if w.put(&Frame::Heartbeat(Heartbeat { id, reply: true })) {
                 self.heartbeat_reply = None;
@@ -794,7 +796,7 @@ impl Session {
                 }
             }
             if r.nak_due {
-                r.missing(&mut self.nak_scratch);
+                r.missing(now, reorder_delay, &mut self.nak_scratch);
                 if self.nak_scratch.is_empty() {
                     r.nak_due = false;
                     continue;
@@ -899,6 +901,7 @@ impl DataTurn {
                 stream: s.id,
                 sequence: f.sequence,
                 flags: f.flags,
+                message: f.message,
                 payload: &f.payload,
             };
             let len = w.put_len(&Frame::Data(data));

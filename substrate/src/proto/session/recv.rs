@@ -22,6 +22,8 @@ pub(crate) struct RecvStream {
     max_out_of_order: u64,
     /// Every fragment below this has been received (or abandoned by a Gap).
     next_expected: u64,
+    /// One past the highest fragment sequence seen.
+    highest_seen: u64,
     /// Stream byte offset of `next_expected`.
     offset_next_expected: u64,
     /// Fragments received beyond a gap.
@@ -35,15 +37,24 @@ pub(crate) struct RecvStream {
     next_message: u64,
     pub(crate) ack_pending: bool,
     limit_sent: u64,
+    /// Retry of every hole, backed off while no progress is made.
     nak_deadline: Option<Instant>,
     nak_backoff: u32,
+    /// First NAK of holes opened since the last NAK (those at or beyond `nak_horizon`).
+    fresh_nak_deadline: Option<Instant>,
+    nak_horizon: u64,
+    /// Where the NAK being written starts.
+    nak_from: u64,
     pub(crate) nak_due: bool,
 }
 
 #[derive(Debug)]
 struct Fragment {
     flags: DataFlags,
+    message: u64,
     payload: Bytes,
+    /// When it arrived: the hole before it has been known since then.
+    arrived: Instant,
 }
 
 /// What became of a received data fragment.
@@ -66,6 +77,7 @@ impl RecvStream {
             window_bytes,
             max_out_of_order,
             next_expected: 0,
+            highest_seen: 0,
             offset_next_expected: 0,
             out_of_order: BTreeMap::new(),
             out_of_order_bytes: 0,
@@ -77,6 +89,9 @@ impl RecvStream {
             limit_sent: window_bytes,
             nak_deadline: None,
             nak_backoff: 0,
+            fresh_nak_deadline: None,
+            nak_horizon: 0,
+            nak_from: 0,
             nak_due: false,
         }
     }
@@ -100,7 +115,10 @@ impl RecvStream {
     }
 
     pub(crate) fn nak_deadline(&self) -> Option<Instant> {
-        self.nak_deadline
+        match (self.nak_deadline, self.fresh_nak_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Records that an ack carrying the current limit is going out.
@@ -114,6 +132,7 @@ impl RecvStream {
         now: Instant,
         sequence: u64,
         flags: DataFlags,
+        message: u64,
         payload: &[u8],
         nak_delay: Duration,
     ) -> Received {
@@ -129,14 +148,28 @@ impl RecvStream {
         }
         if sequence > self.next_expected {
             let payload = Bytes::copy_from_slice(payload);
-            self.out_of_order
-                .insert(sequence, Fragment { flags, payload });
+            self.out_of_order.insert(
+                sequence,
+                Fragment {
+                    flags,
+                    message,
+                    payload,
+                    arrived: now,
+                },
+            );
             self.out_of_order_bytes += len;
+            // A new hole is NAKed after the reorder delay, even while older holes wait out a
+            // backed-off retry: one slow repair must not delay the next.
+            let new_hole = sequence > self.highest_seen.max(self.next_expected);
+            self.highest_seen = self.highest_seen.max(sequence + 1);
             if self.nak_deadline.is_none() {
                 self.nak_deadline = Some(now + nak_delay);
+            } else if new_hole && self.fresh_nak_deadline.is_none() {
+                self.fresh_nak_deadline = Some(now + nak_delay);
             }
             return Received::Accepted { readable: false };
         }
+        self.highest_seen = self.highest_seen.max(sequence + 1);
         let was_empty = self.ready.is_empty();
         if !self.absorb(flags, Fragmentish::Slice(payload)) {
             return Received::Invalid;
@@ -147,14 +180,17 @@ impl RecvStream {
         }
     }
 
-    /// Applies a Gap: abandons everything before `gap.sequence_end`. Returns the message range now
-    /// known lost (possibly empty), or `None` if the gap is stale or inconsistent.
+    /// Applies a Gap: the sender no longer holds what this side lacks below
+    /// `gap.sequence_end`. Fragments held inside the range are still delivered where they
+    /// complete a message; exactly the messages with a missing fragment are reported lost.
+    /// Returns the lost message ranges (merged, in order) and whether the stream became
+    /// readable, or `None` if the gap is stale or inconsistent.
     pub(crate) fn on_gap(
         &mut self,
         now: Instant,
         gap: &Gap,
         nak_delay: Duration,
-    ) -> Option<(Range<u64>, bool)> {
+    ) -> Option<(Vec<Range<u64>>, bool)> {
         self.ack_pending = true;
         if gap.sequence_end <= self.next_expected
             || gap.message_end < self.next_message
@@ -163,22 +199,53 @@ impl RecvStream {
             return None;
         }
         let was_empty = self.ready.is_empty();
-        // Fragments inside the abandoned range, and a message begun before it, are dropped so
-        // that message numbering stays exact: every number is delivered or reported lost.
-        let keep = self.out_of_order.split_off(&gap.sequence_end);
-        self.out_of_order = keep;
-        self.out_of_order_bytes = self
-            .out_of_order
-            .values()
-            .map(|f| f.payload.len() as u64)
-            .sum();
+        let rest = self.out_of_order.split_off(&gap.sequence_end);
+        let inside = core::mem::replace(&mut self.out_of_order, rest);
+        let mut lost: Vec<Range<u64>> = Vec::new();
+        let lose = |lost: &mut Vec<Range<u64>>, r: Range<u64>| match lost.last_mut() {
+            Some(last) if last.end >= r.start => last.end = last.end.max(r.end),
+            _ if r.start < r.end => lost.push(r),
+            _ => {}
+        };
+        // `damaged`: the message in progress lacks a fragment; its remaining pieces are dropped.
+        let mut damaged = false;
+        for (sequence, f) in inside {
+            self.out_of_order_bytes -= f.payload.len() as u64;
+            if sequence != self.next_expected {
+                damaged = true;
+            }
+            self.next_expected = sequence;
+            if damaged {
+                if f.flags.is_first() && f.message >= self.next_message {
+                    // A hole, then a message start: everything in between is gone.
+                    lose(&mut lost, self.next_message..f.message);
+                    self.next_message = f.message;
+                    self.partial = None;
+                    damaged = false;
+                } else {
+                    // A hole inside message `f.message`: it and everything before it are gone.
+                    let end = (f.message + 1).max(self.next_message);
+                    lose(&mut lost, self.next_message..end);
+                    self.next_message = end;
+                    self.partial = None;
+                    self.next_expected += 1;
+                    self.offset_next_expected += f.payload.len() as u64;
+                    continue;
+                }
+            }
+            self.absorb(f.flags, Fragmentish::Owned(f.payload));
+        }
+        // Whatever was still missing or unfinished up to the gap's end is gone too.
+        if damaged || self.next_expected != gap.sequence_end || self.partial.is_some() {
+            lose(&mut lost, self.next_message..gap.message_end);
+        }
         self.partial = None;
-        let lost = self.next_message..gap.message_end;
-        self.next_message = gap.message_end;
+        self.next_message = self.next_message.max(gap.message_end);
         self.next_expected = gap.sequence_end;
         self.offset_next_expected = gap.bytes_end;
         self.nak_backoff = 0;
         self.nak_deadline = None;
+        self.fresh_nak_deadline = None;
         self.advance(now, nak_delay);
         Some((lost, was_empty && !self.ready.is_empty()))
     }
@@ -197,26 +264,62 @@ impl RecvStream {
     pub(crate) fn on_nak_timer(&mut self, now: Instant, pto: Duration, max: Duration) {
         if self.out_of_order.is_empty() {
             self.nak_deadline = None;
+            self.fresh_nak_deadline = None;
+            return;
+        }
+        if self.nak_deadline.is_some_and(|d| now >= d) {
+            self.nak_from = self.next_expected;
+            let wait = pto.saturating_mul(1 << self.nak_backoff.min(16)).min(max);
+            self.nak_backoff += 1;
+            self.nak_deadline = Some(now + wait);
+            self.fresh_nak_deadline = None;
+        } else if self.fresh_nak_deadline.is_some_and(|d| now >= d) {
+            if !self.nak_due {
+                self.nak_from = self.nak_horizon.max(self.next_expected);
+            }
+            self.fresh_nak_deadline = None;
+        } else {
             return;
         }
         self.nak_due = true;
-        let wait = pto.saturating_mul(1 << self.nak_backoff.min(16)).min(max);
-        self.nak_backoff += 1;
-        self.nak_deadline = Some(now + wait);
     }
 
-    /// The missing ranges below the highest fragment held, at most [`MAX_NAK_RANGES`].
-    pub(crate) fn missing(&self, out: &mut Vec<Range<u64>>) {
+    /// The missing ranges to NAK now, at most [`MAX_NAK_RANGES`]: all holes on a retry, only
+    /// those opened since the last NAK on a first NAK, and in either case only holes known for
+    /// at least `reorder_delay` (younger ones are likely reordering, and get their own NAK).
+    ///
+    /// Invariant the sender relies on: every hole between the first and the last listed range
+    /// is listed, so the spans between ranges are known received.
+    pub(crate) fn missing(
+        &mut self,
+        now: Instant,
+        reorder_delay: Duration,
+        out: &mut Vec<Range<u64>>,
+    ) {
         out.clear();
-        let mut cursor = self.next_expected;
-        for &seq in self.out_of_order.keys() {
+        let mut cursor = self.nak_from.max(self.next_expected);
+        let mut young_from = None;
+        for (&seq, f) in self.out_of_order.range(cursor..) {
             if seq > cursor {
+                if f.arrived + reorder_delay > now {
+                    // Stop here, never skip: the sender reads every span between listed ranges
+                    // as received.
+                    young_from = Some(cursor);
+                    break;
+                }
                 out.push(cursor..seq);
                 if out.len() == MAX_NAK_RANGES {
-                    return;
+                    break;
                 }
             }
             cursor = seq + 1;
+        }
+        match young_from {
+            Some(from) => {
+                self.nak_horizon = from;
+                self.fresh_nak_deadline = Some(now + reorder_delay);
+            }
+            None => self.nak_horizon = self.highest_seen,
         }
     }
 
@@ -234,7 +337,13 @@ impl RecvStream {
         }
         if self.next_expected > start {
             self.nak_backoff = 0;
-            self.nak_deadline = (!self.out_of_order.is_empty()).then(|| now + nak_delay);
+            if self.out_of_order.is_empty() {
+                self.nak_deadline = None;
+                self.fresh_nak_deadline = None;
+            } else {
+                // Holes remain: retry them after a fresh wait (their repairs may be in flight).
+                self.nak_deadline = Some(now + nak_delay);
+            }
         }
     }
 
@@ -305,5 +414,165 @@ impl Fragmentish<'_> {
             Self::Slice(s) => Bytes::copy_from_slice(s),
             Self::Owned(b) => b,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const WINDOW: u64 = 1 << 30;
+
+    /// Fragments of `sizes.len()` messages: (sequence, flags, message, payload).
+    fn fragments(sizes: &[usize]) -> Vec<(u64, DataFlags, u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (m, &pieces) in sizes.iter().enumerate() {
+            for i in 0..pieces {
+                let mut flags = 0;
+                if i == 0 {
+                    flags |= DataFlags::FIRST.0;
+                }
+                if i + 1 == pieces {
+                    flags |= DataFlags::LAST.0;
+                }
+                let seq = out.len() as u64;
+                out.push((seq, DataFlags(flags), m as u64, vec![m as u8; 1 + i]));
+            }
+        }
+        out
+    }
+
+    fn drain(r: &mut RecvStream) -> Vec<u64> {
+        std::iter::from_fn(|| r.take()).map(|m| m.number).collect()
+    }
+
+    proptest! {
+        /// Oracle: after a Gap covering everything, exactly the messages whose every fragment
+        /// arrived are delivered, in order, and exactly the others are reported lost.
+        #[test]
+        fn gap_loses_exactly_the_incomplete_messages(
+            sizes in proptest::collection::vec(1usize..4, 1..40),
+            drop_mask in proptest::collection::vec(any::<bool>(), 120),
+            order_seed in any::<u64>(),
+        ) {
+            let frags = fragments(&sizes);
+            let mut kept: Vec<_> = frags.iter().enumerate()
+                .filter(|(i, _)| !drop_mask[*i] || *i % 7 == 0)
+                .map(|(_, f)| f.clone())
+                .collect();
+            let mut rng = crate::rand::Rng::with_seed(order_seed);
+            for i in (1..kept.len()).rev() {
+                kept.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let present: std::collections::BTreeSet<u64> = kept.iter().map(|f| f.0).collect();
+            let now = Instant::ZERO;
+            let delay = Duration::from_millis(1);
+            let mut r = RecvStream::new(StreamId(0), WINDOW, 1 << 20);
+            let mut delivered = Vec::new();
+            for (seq, flags, message, payload) in &kept {
+                r.on_data(now, *seq, *flags, *message, payload, delay);
+                delivered.extend(drain(&mut r));
+            }
+            let total_bytes: u64 = frags.iter().map(|f| f.3.len() as u64).sum();
+            let gap = Gap {
+                stream: StreamId(0),
+                sequence_start: 0,
+                sequence_end: frags.len() as u64,
+                message_end: sizes.len() as u64,
+                bytes_end: total_bytes,
+            };
+            let (lost, _) = r.on_gap(now, &gap, delay).unwrap_or_default();
+            delivered.extend(drain(&mut r));
+
+            let complete: Vec<u64> = (0..sizes.len() as u64)
+                .filter(|&m| frags.iter().filter(|f| f.2 == m).all(|f| present.contains(&f.0)))
+                .collect();
+            prop_assert_eq!(&delivered, &complete);
+            let lost_numbers: Vec<u64> = lost.iter().flat_map(|r| r.clone()).collect();
+            let incomplete: Vec<u64> =
+                (0..sizes.len() as u64).filter(|m| !complete.contains(m)).collect();
+            prop_assert_eq!(lost_numbers, incomplete);
+            for w in lost.windows(2) {
+                prop_assert!(w[0].end < w[1].start, "ranges merged and ordered: {:?}", lost);
+            }
+            prop_assert_eq!(r.buffered_bytes(), 0);
+            prop_assert_eq!(r.limit(), total_bytes + WINDOW);
+        }
+
+        /// Without loss, any arrival order with duplicates yields every message once, in order.
+        #[test]
+        fn reorder_and_duplicates_deliver_each_message_once_in_order(
+            sizes in proptest::collection::vec(1usize..5, 1..60),
+            order_seed in any::<u64>(),
+        ) {
+            let frags = fragments(&sizes);
+            let mut arrivals: Vec<_> = frags.iter().chain(frags.iter().step_by(3)).cloned().collect();
+            let mut rng = crate::rand::Rng::with_seed(order_seed);
+            for i in (1..arrivals.len()).rev() {
+                arrivals.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let mut r = RecvStream::new(StreamId(0), WINDOW, 1 << 20);
+            let mut delivered = Vec::new();
+            for (seq, flags, message, payload) in &arrivals {
+                r.on_data(Instant::ZERO, *seq, *flags, *message, payload, Duration::ZERO);
+                delivered.extend(drain(&mut r));
+            }
+            prop_assert_eq!(delivered, (0..sizes.len() as u64).collect::<Vec<_>>());
+            prop_assert_eq!(r.next_expected(), frags.len() as u64);
+        }
+    }
+
+    proptest! {
+        /// The sender treats every span between two listed NAK ranges as received, so a NAK may
+        /// stop early but must never skip a hole inside its span.
+        #[test]
+        fn nak_lists_every_hole_inside_its_span(
+            arrivals in proptest::collection::vec((1u64..200, 0u64..50), 1..80),
+            now_ms in 0u64..60,
+            retry in any::<bool>(),
+        ) {
+            let mut r = RecvStream::new(StreamId(0), WINDOW, 1 << 20);
+            for &(seq, at_ms) in &arrivals {
+                let at = Instant::ZERO + Duration::from_millis(at_ms);
+                r.on_data(at, seq, DataFlags::WHOLE, seq, &[1], Duration::from_millis(5));
+            }
+            let now = Instant::ZERO + Duration::from_millis(now_ms);
+            if retry {
+                r.nak_from = r.next_expected();
+            } else {
+                r.nak_from = arrivals[0].0 / 2;
+            }
+            let mut out = Vec::new();
+            r.missing(now, Duration::from_millis(10), &mut out);
+            let held: std::collections::BTreeSet<u64> = r.out_of_order.keys().copied().collect();
+            if let (Some(first), Some(last)) = (out.first(), out.last()) {
+                for seq in first.start..last.end {
+                    let listed = out.iter().any(|x| x.contains(&seq));
+                    prop_assert_eq!(listed, !held.contains(&seq), "seq {} in {:?}", seq, out);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn recv_drops_fragments_beyond_window() {
+        let mut r = RecvStream::new(StreamId(0), 100, 1 << 20);
+        let now = Instant::ZERO;
+        let d = Duration::ZERO;
+        assert_eq!(
+            r.on_data(now, 1, DataFlags::WHOLE, 1, &[0; 60], d),
+            Received::Accepted { readable: false }
+        );
+        assert_eq!(
+            r.on_data(now, 2, DataFlags::WHOLE, 2, &[0; 60], d),
+            Received::OverWindow
+        );
+        assert_eq!(
+            r.on_data(now, 1, DataFlags::WHOLE, 1, &[0; 60], d),
+            Received::Duplicate
+        );
+        assert!(r.buffered_bytes() <= 100);
     }
 }

@@ -56,6 +56,9 @@ struct Sent {
     message: u64,
     sent_at: Instant,
     retransmitted: bool,
+    /// The receiver is known to hold it (a NAK skipped it): its bytes are released and it is
+    /// never sent again.
+    held_by_peer: bool,
 }
 
 /// A fragment to encode, borrowed from the stream.
@@ -63,6 +66,7 @@ struct Sent {
 pub(crate) struct FragmentRef {
     pub(crate) sequence: u64,
     pub(crate) flags: DataFlags,
+    pub(crate) message: u64,
     pub(crate) payload: Bytes,
     pub(crate) retransmission: bool,
 }
@@ -167,7 +171,9 @@ impl SendStream {
                 self.retained_base = next_sequence;
                 break;
             };
-            self.retained_bytes -= s.payload.len() as u64;
+            if !s.held_by_peer {
+                self.retained_bytes -= s.payload.len() as u64;
+            }
             self.retained_base += 1;
             newest = Some(s);
         }
@@ -182,19 +188,69 @@ impl SendStream {
         Ok(())
     }
 
-    /// The peer is missing `range`: retransmit what is retained, answer the rest with a Gap.
-    pub(crate) fn on_nak(&mut self, range: core::ops::Range<u64>) {
-        let start = range.start.max(self.acked);
-        let end = range.end.min(self.next_sequence);
-        if start >= end {
-            return;
+    /// A NAK: the peer lacks `ranges` (ascending). Retransmit what is retained, owe a Gap for
+    /// the rest. A NAK lists every gap between its first and last range, so whatever it skips
+    /// there has been received: a selective acknowledgement. Those fragments are released, so a hole awaiting
+    /// repair does not pin everything sent after it in the retransmit window.
+    ///
+    /// A fragment sent again less than `stale` ago is not sent once more: the NAK most likely
+    /// left the peer before the repair arrived.
+    pub(crate) fn on_nak(
+        &mut self,
+        now: Instant,
+        stale: Duration,
+        ranges: impl Iterator<Item = core::ops::Range<u64>>,
+    ) {
+        // Only the spans *between* listed ranges are known held: a NAK may start anywhere.
+        let mut cursor: Option<u64> = None;
+        let mut ordered = true;
+        for range in ranges {
+            ordered &= cursor.is_none_or(|c| range.start >= c);
+            if ordered {
+                if let Some(c) = cursor {
+                    self.release_held(c..range.start);
+                }
+                cursor = Some(range.end);
+            }
+            let start = range.start.max(self.acked);
+            let end = range.end.min(self.next_sequence);
+            if start >= end {
+                continue;
+            }
+            if start < self.retained_base {
+                self.gap_pending = true;
+            }
+            for seq in start.max(self.retained_base)..end {
+                let due =
+                    |s: &Sent| !(s.held_by_peer || s.retransmitted && now - s.sent_at < stale);
+                if self.get(seq).is_some_and(due) {
+                    self.retransmit.insert(seq);
+                }
+            }
         }
-        if start < self.retained_base {
-            self.gap_pending = true;
+    }
+
+    /// Marks retained fragments in `range` as held by the peer and frees their bytes.
+    fn release_held(&mut self, range: core::ops::Range<u64>) {
+        let start = range.start.max(self.retained_base);
+        let end = range
+            .end
+            .min(self.retained_base + self.retained.len() as u64);
+        for seq in start..end {
+            let i = (seq - self.retained_base) as usize;
+            let s = &mut self.retained[i];
+            if !s.held_by_peer {
+                s.held_by_peer = true;
+                self.retained_bytes -= s.payload.len() as u64;
+                s.payload = Bytes::new();
+                self.retransmit.remove(&seq);
+            }
         }
-        for seq in start.max(self.retained_base)..end {
-            self.retransmit.insert(seq);
-        }
+    }
+
+    fn get(&self, seq: u64) -> Option<&Sent> {
+        let i = seq.checked_sub(self.retained_base)?;
+        self.retained.get(usize::try_from(i).ok()?)
     }
 
     /// The Gap frame owed to the peer, if any: everything it lacks below the retained window.
@@ -296,10 +352,11 @@ impl SendStream {
             let Some(s) = seq
                 .checked_sub(self.retained_base)
                 .and_then(|i| self.retained.get_mut(i as usize))
+                .filter(|s| !s.held_by_peer)
             else {
                 continue;
             };
-            if data_frame_len(self.id, seq, s.payload.len()) > space {
+            if data_frame_len(self.id, seq, s.message, s.payload.len()) > space {
                 self.retransmit.insert(seq);
                 return None;
             }
@@ -308,6 +365,7 @@ impl SendStream {
             return Some(FragmentRef {
                 sequence: seq,
                 flags: s.flags,
+                message: s.message,
                 payload: s.payload.clone(),
                 retransmission: true,
             });
@@ -319,7 +377,7 @@ impl SendStream {
         if remaining > 0 && room == 0 {
             return None;
         }
-        let fit = max_payload_in(self.id, self.next_sequence, space)?;
+        let fit = max_payload_in(self.id, self.next_sequence, message, space)?;
         let take = remaining
             .min(fit)
             .min(usize::try_from(room).unwrap_or(usize::MAX));
@@ -349,12 +407,14 @@ impl SendStream {
             message,
             sent_at: now,
             retransmitted: false,
+            held_by_peer: false,
         });
         self.next_offset += take as u64;
         self.retained_bytes += take as u64;
         Some(FragmentRef {
             sequence,
             flags,
+            message,
             payload,
             retransmission: false,
         })
@@ -386,7 +446,9 @@ impl SendStream {
                 break;
             }
             for s in self.retained.drain(..n) {
-                self.retained_bytes -= s.payload.len() as u64;
+                if !s.held_by_peer {
+                    self.retained_bytes -= s.payload.len() as u64;
+                }
             }
             self.retained_base += n as u64;
             dropped += n as u64;
@@ -398,16 +460,25 @@ impl SendStream {
     }
 }
 
-/// Bytes a data frame takes: kind, body length, stream, sequence, flags, payload.
-pub(crate) fn data_frame_len(stream: StreamId, sequence: u64, payload: usize) -> usize {
-    let body = varint_len(u64::from(stream.0)) + varint_len(sequence) + 1 + payload;
+/// Bytes a data frame takes: kind, body length, stream, sequence, flags, message, payload.
+pub(crate) fn data_frame_len(
+    stream: StreamId,
+    sequence: u64,
+    message: u64,
+    payload: usize,
+) -> usize {
+    let body = data_fixed_len(stream, sequence, message) + payload;
     1 + varint_len(body as u64) + body
 }
 
 /// The largest payload whose data frame fits in `space`, if any.
-fn max_payload_in(stream: StreamId, sequence: u64, space: usize) -> Option<usize> {
-    let fixed = 1 + varint_len(u64::from(stream.0)) + varint_len(sequence) + 1;
+fn max_payload_in(stream: StreamId, sequence: u64, message: u64, space: usize) -> Option<usize> {
+    let fixed = 1 + data_fixed_len(stream, sequence, message);
     let payload = space.checked_sub(fixed + varint_len(space as u64))?;
-    debug_assert!(data_frame_len(stream, sequence, payload) <= space);
+    debug_assert!(data_frame_len(stream, sequence, message, payload) <= space);
     Some(payload)
+}
+
+fn data_fixed_len(stream: StreamId, sequence: u64, message: u64) -> usize {
+    varint_len(u64::from(stream.0)) + varint_len(sequence) + 1 + varint_len(message)
 }
