@@ -26,7 +26,11 @@ cargo check -p phyla-substrate --no-default-features --features testing --locked
 cargo check -p phyla-group-comm --no-default-features --locked
 
 stage "tests (unit, property, sans-IO session, fuzz-corpus replay)"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
 
 stage "fuzz targets build (cargo-fuzz package outside the workspace)"
 cargo check --manifest-path substrate/fuzz/Cargo.toml --locked 2>/dev/null \
@@ -34,3 +38,4 @@ cargo check --manifest-path substrate/fuzz/Cargo.toml --locked 2>/dev/null \
 
 echo
 echo "all stages passed"
+echo "tests: $passed passed, $failed failed"
