@@ -177,6 +177,7 @@ fn seed_frames() -> Vec<(String, Vec<u8>)> {
             "nak",
             Frame::Nak(Nak {
                 stream: StreamId(3),
+                received_end: 1 << 21,
                 ranges: RangeList::Slice(&ranges),
             }),
         ),
@@ -381,7 +382,7 @@ fn handshake_prefix(count: u8) -> Vec<u8> {
 }
 
 fn nak_body(count: usize) -> Vec<u8> {
-    let mut body = vec![1];
+    let mut body = vec![1, 0];
     body.extend(varint(count as u64));
     for i in 0..count as u64 {
         body.extend(varint(i * 3));

@@ -150,12 +150,16 @@ pub struct Ack {
     pub limit_bytes: u64,
 }
 
-/// Nak body: `stream varint | count varint | (start varint, len varint) * count`, count in
-/// `1..=MAX_NAK_RANGES`, every len non-zero.
+/// Nak body: `stream varint | received_end varint | count varint | (start varint, len varint) *
+/// count`, count in `1..=MAX_NAK_RANGES`, every len non-zero.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Nak<'a> {
     /// The stream.
     pub stream: StreamId,
+    /// When non-zero, the receiver holds every fragment from the end of the last range up to
+    /// (not including) this one: with the spans between ranges, a full selective acknowledgement.
+    /// Zero says nothing beyond the ranges.
+    pub received_end: u64,
     /// Missing fragment sequence numbers, as half-open ranges.
     pub ranges: RangeList<'a>,
 }
@@ -660,10 +664,14 @@ impl<'a> Nak<'a> {
                 .map(|r| varint_len(r.start) + varint_len(r.end.wrapping_sub(r.start)))
                 .sum(),
         };
-        varint_len(self.stream.0.into()) + varint_len(self.ranges.len() as u64) + ranges
+        varint_len(self.stream.0.into())
+            + varint_len(self.received_end)
+            + varint_len(self.ranges.len() as u64)
+            + ranges
     }
 
     fn check(&self) -> Result<(), EncodeError> {
+        varint::check(self.received_end, "nak.received_end")?;
         let count = self.ranges.len();
         if count == 0 || count > MAX_NAK_RANGES {
             return Err(EncodeError::FieldTooLarge { field: "nak.count" });
@@ -690,6 +698,7 @@ impl<'a> Nak<'a> {
 
     fn write_body(&self, w: &mut Writer<'_>) {
         w.varint(self.stream.0.into());
+        w.varint(self.received_end);
         w.varint(self.ranges.len() as u64);
         match self.ranges {
             // Already validated wire form: copy it as is.
@@ -705,6 +714,7 @@ impl<'a> Nak<'a> {
 
     fn decode(mut r: Reader<'a>) -> Result<Self, DecodeError> {
         let stream = r.stream()?;
+        let received_end = r.varint()?;
         let count = r.varint()?;
         if count == 0 {
             return Err(DecodeError::FieldOutOfRange { field: "nak.count" });
@@ -722,6 +732,7 @@ impl<'a> Nak<'a> {
         let bytes = r.bytes(used)?;
         Ok(Self {
             stream,
+            received_end,
             ranges: RangeList::Wire { bytes, count },
         })
     }

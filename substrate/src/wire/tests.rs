@@ -33,6 +33,7 @@ enum OwnedFrame {
     Ack(Ack),
     Nak {
         stream: u32,
+        received_end: u64,
         ranges: Vec<Range<u64>>,
     },
     Gap(Gap),
@@ -79,8 +80,13 @@ impl OwnedFrame {
                 payload,
             }),
             Self::Ack(ack) => Frame::Ack(*ack),
-            Self::Nak { stream, ranges } => Frame::Nak(Nak {
+            Self::Nak {
+                stream,
+                received_end,
+                ranges,
+            } => Frame::Nak(Nak {
                 stream: StreamId(*stream),
+                received_end: *received_end,
                 ranges: RangeList::Slice(ranges),
             }),
             Self::Gap(gap) => Frame::Gap(*gap),
@@ -175,8 +181,13 @@ fn ack() -> impl Strategy<Value = OwnedFrame> {
 
 fn nak() -> impl Strategy<Value = OwnedFrame> {
     let range = (varint_value(), varint_value()).prop_map(|(start, len)| start..start + len.max(1));
-    (stream(), vec(range, 1..=MAX_NAK_RANGES))
-        .prop_map(|(stream, ranges)| OwnedFrame::Nak { stream, ranges })
+    (stream(), varint_value(), vec(range, 1..=MAX_NAK_RANGES)).prop_map(
+        |(stream, received_end, ranges)| OwnedFrame::Nak {
+            stream,
+            received_end,
+            ranges,
+        },
+    )
 }
 
 fn gap() -> impl Strategy<Value = OwnedFrame> {
@@ -336,6 +347,7 @@ fn sample_frames() -> Vec<OwnedFrame> {
         }),
         OwnedFrame::Nak {
             stream: 5,
+            received_end: 70_200,
             ranges: vec![3..5, 9..10, 70_000..70_100],
         },
         OwnedFrame::Gap(Gap {
@@ -648,6 +660,7 @@ fn decode_rejects_truncated_body_fields() {
         }),
         OwnedFrame::Nak {
             stream: 1,
+            received_end: 0,
             ranges: vec![1..2, 100..200, 1 << 35..1 << 36],
         },
         OwnedFrame::Gap(Gap {
@@ -818,6 +831,7 @@ fn decode_rejects_oversized_frame_body_len() {
 #[test]
 fn decode_rejects_oversized_nak_count() {
     let mut body = vi(1);
+    body.extend(vi(0));
     body.extend(vi(MAX_NAK_RANGES as u64 + 1));
     for i in 0..=MAX_NAK_RANGES as u64 {
         body.extend(vi(i * 10));
@@ -1077,7 +1091,7 @@ fn decode_rejects_zero_versions() {
 #[test]
 fn decode_rejects_zero_nak_count() {
     assert_eq!(
-        decode_one(&raw_frame(FrameKind::Nak as u8, &[1, 0])),
+        decode_one(&raw_frame(FrameKind::Nak as u8, &[1, 0, 0])),
         Err(DecodeError::FieldOutOfRange { field: "nak.count" })
     );
 }
@@ -1085,7 +1099,7 @@ fn decode_rejects_zero_nak_count() {
 #[test]
 fn decode_rejects_empty_nak_range() {
     assert_eq!(
-        decode_one(&raw_frame(FrameKind::Nak as u8, &[1, 2, 5, 1, 9, 0])),
+        decode_one(&raw_frame(FrameKind::Nak as u8, &[1, 0, 2, 5, 1, 9, 0])),
         Err(DecodeError::FieldOutOfRange { field: "nak.len" })
     );
 }
@@ -1134,7 +1148,7 @@ fn close_code_round_trips_stable_values() {
 #[test]
 fn frames_stop_after_first_error() {
     let good = raw_frame(FrameKind::Heartbeat as u8, &[1, 0]);
-    let bad = raw_frame(FrameKind::Nak as u8, &[1, 0]);
+    let bad = raw_frame(FrameKind::Nak as u8, &[1, 0, 0]);
     let bytes = raw_datagram(&[&good, &bad, &good]);
     let (_, mut frames) = decode_datagram(&bytes).expect("header");
     assert_eq!(
@@ -1234,6 +1248,7 @@ fn encode_rejects_varint_above_max() {
         (
             Frame::Nak(Nak {
                 stream: StreamId(0),
+                received_end: 0,
                 ranges: RangeList::Slice(&[Range {
                     start: too_big,
                     end: too_big + 1,
@@ -1271,6 +1286,7 @@ fn encode_rejects_nak_count_outside_limits() {
     for count in [0, MAX_NAK_RANGES + 1] {
         let frame = Frame::Nak(Nak {
             stream: StreamId(0),
+            received_end: 0,
             ranges: RangeList::Slice(&ranges[..count]),
         });
         assert_eq!(
@@ -1280,10 +1296,12 @@ fn encode_rejects_nak_count_outside_limits() {
     }
     assert_round_trip(&Frame::Nak(Nak {
         stream: StreamId(0),
+        received_end: 1 << 40,
         ranges: RangeList::Slice(&ranges[..MAX_NAK_RANGES]),
     }));
     let empty = Frame::Nak(Nak {
         stream: StreamId(0),
+        received_end: 0,
         ranges: RangeList::Slice(&[Range { start: 4, end: 4 }]),
     });
     assert_eq!(

@@ -13,6 +13,7 @@ use crate::common::{Pair, Transfer, endpoint, events};
 fn link() -> LinkConfig {
     LinkConfig::default()
         .latency(Duration::from_millis(5))
+        .bandwidth(20_000_000)
         .loss(Loss::Uniform(0.01))
 }
 
@@ -29,7 +30,13 @@ fn migrate_mid_stream(move_sender: bool) {
     while p.c.now() < move_at {
         t.step(&mut p);
     }
-    assert!(!t.finished(), "the move must fall mid-stream");
+    assert!(
+        !t.finished(),
+        "the move must fall mid-stream: {} delivered, {:?} lost, {:?}",
+        t.delivered.len(),
+        t.lost,
+        p.c.now()
+    );
     let (mover, watcher, watcher_session) = if move_sender {
         (p.a, p.b, p.sb)
     } else {

@@ -83,6 +83,10 @@ pub(crate) struct Session {
     next_heartbeat_id: u64,
     handshake_due: bool,
     handshake_deadline: Option<Instant>,
+    /// Responder: when the only Accept so far went out; the initiator's first datagram after it
+    /// gives the first RTT sample (none if the Accept had to be sent again: Karn).
+    accept_sent_at: Option<Instant>,
+    accepts_sent: u32,
     handshake_backoff: u32,
     closing: Option<Closing>,
     peer_window_bytes: u64,
@@ -175,6 +179,8 @@ impl Session {
             next_heartbeat_id: 1,
             handshake_due: false,
             handshake_deadline: None,
+            accept_sent_at: None,
+            accepts_sent: 0,
             handshake_backoff: 0,
             closing: None,
             peer_window_bytes: config.window_bytes,
@@ -378,6 +384,9 @@ impl Session {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += len as u64;
         self.last_received = now;
+        if let Some(sent) = self.accept_sent_at.take() {
+            self.rtt.on_sample(now - sent);
+        }
         for frame in frames.flatten() {
             self.on_frame(now, from, frame, config, events);
             if self.state == State::Closed {
@@ -415,7 +424,7 @@ impl Session {
                 self.stats.naks_received += 1;
                 let stale = self.rtt.smoothed();
                 match self.send.get_mut(&n.stream) {
-                    Some(s) => s.on_nak(now, stale, n.ranges.iter()),
+                    Some(s) => s.on_nak(now, stale, n.received_end, n.ranges.iter()),
                     None => self.stats.frames_invalid += 1,
                 }
             }
@@ -738,7 +747,11 @@ impl Session {
                     self.handshake_backoff += 1;
                     HandshakeStage::Hello
                 }
-                Role::Responder => HandshakeStage::Accept,
+                Role::Responder => {
+                    self.accepts_sent += 1;
+                    self.accept_sent_at = (self.accepts_sent == 1).then_some(now);
+                    HandshakeStage::Accept
+                }
             };
             let versions: &[u8] = match stage {
                 HandshakeStage::Hello => SUPPORTED_VERSIONS,
@@ -796,7 +809,7 @@ impl Session {
                 }
             }
             if r.nak_due {
-                r.missing(now, reorder_delay, &mut self.nak_scratch);
+                let received_end = r.missing(now, reorder_delay, &mut self.nak_scratch);
                 if self.nak_scratch.is_empty() {
                     r.nak_due = false;
                     continue;
@@ -804,6 +817,7 @@ impl Session {
                 let ranges = RangeList::Slice(&self.nak_scratch);
                 if w.put(&Frame::Nak(Nak {
                     stream: r.id,
+                    received_end,
                     ranges,
                 })) {
                     r.nak_due = false;

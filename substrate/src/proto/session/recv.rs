@@ -290,13 +290,18 @@ impl RecvStream {
     ///
     /// Invariant the sender relies on: every hole between the first and the last listed range
     /// is listed, so the spans between ranges are known received.
+    ///
+    /// Returns the NAK's `received_end`: everything from the last listed range up to it is held.
+    /// That is the highest fragment held (plus one) when every hole is listed, the start of the
+    /// first hole too young to list, or 0 when the range cap cut the list short.
     pub(crate) fn missing(
         &mut self,
         now: Instant,
         reorder_delay: Duration,
         out: &mut Vec<Range<u64>>,
-    ) {
+    ) -> u64 {
         out.clear();
+        let mut complete = true;
         let mut cursor = self.nak_from.max(self.next_expected);
         let mut young_from = None;
         for (&seq, f) in self.out_of_order.range(cursor..) {
@@ -309,6 +314,7 @@ impl RecvStream {
                 }
                 out.push(cursor..seq);
                 if out.len() == MAX_NAK_RANGES {
+                    complete = false;
                     break;
                 }
             }
@@ -320,6 +326,11 @@ impl RecvStream {
                 self.fresh_nak_deadline = Some(now + reorder_delay);
             }
             None => self.nak_horizon = self.highest_seen,
+        }
+        match (complete, young_from) {
+            (false, _) => 0,
+            (true, Some(from)) => from,
+            (true, None) => self.highest_seen,
         }
     }
 
@@ -545,12 +556,15 @@ mod tests {
                 r.nak_from = arrivals[0].0 / 2;
             }
             let mut out = Vec::new();
-            r.missing(now, Duration::from_millis(10), &mut out);
+            let received_end = r.missing(now, Duration::from_millis(10), &mut out);
             let held: std::collections::BTreeSet<u64> = r.out_of_order.keys().copied().collect();
             if let (Some(first), Some(last)) = (out.first(), out.last()) {
                 for seq in first.start..last.end {
                     let listed = out.iter().any(|x| x.contains(&seq));
                     prop_assert_eq!(listed, !held.contains(&seq), "seq {} in {:?}", seq, out);
+                }
+                for seq in last.end..received_end {
+                    prop_assert!(held.contains(&seq), "seq {} claimed held: {:?}", seq, out);
                 }
             }
         }

@@ -190,7 +190,8 @@ impl SendStream {
 
     /// A NAK: the peer lacks `ranges` (ascending). Retransmit what is retained, owe a Gap for
     /// the rest. A NAK lists every gap between its first and last range, so whatever it skips
-    /// there has been received: a selective acknowledgement. Those fragments are released, so a hole awaiting
+    /// there has been received, as has everything from its last range to a non-zero
+    /// `received_end`: a selective acknowledgement. Those fragments are released, so a hole awaiting
     /// repair does not pin everything sent after it in the retransmit window.
     ///
     /// A fragment sent again less than `stale` ago is not sent once more: the NAK most likely
@@ -199,6 +200,7 @@ impl SendStream {
         &mut self,
         now: Instant,
         stale: Duration,
+        received_end: u64,
         ranges: impl Iterator<Item = core::ops::Range<u64>>,
     ) {
         // Only the spans *between* listed ranges are known held: a NAK may start anywhere.
@@ -226,6 +228,12 @@ impl SendStream {
                 if self.get(seq).is_some_and(due) {
                     self.retransmit.insert(seq);
                 }
+            }
+        }
+        // `received_end`: everything after the last range is held too.
+        if let Some(c) = cursor.filter(|_| ordered) {
+            if received_end > c {
+                self.release_held(c..received_end);
             }
         }
     }
