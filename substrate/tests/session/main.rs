@@ -8,6 +8,8 @@ mod handshake;
 mod invalid_input;
 mod loss_burst;
 mod lossy_delivery;
+mod manual;
 mod migration;
 mod pacing;
 mod partition;
+mod regressions;

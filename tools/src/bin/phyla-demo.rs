@@ -121,6 +121,8 @@ struct Act {
     sb: SessionHandle,
     report: ActReport,
     started: Instant,
+    /// The loss line being merged: messages, ranges, first and last message number.
+    pending_loss: (u64, u64, u64, u64),
 }
 
 impl Act {
@@ -150,10 +152,10 @@ impl Act {
             sb: SessionHandle(u32::MAX),
             report: ActReport {
                 name,
-                in_order: true,
                 ..ActReport::default()
             },
             started: Instant::ZERO,
+            pending_loss: (0, 0, 0, 0),
         };
         while act.sb.0 == u32::MAX {
             if !act.step(0) {
@@ -161,6 +163,30 @@ impl Act {
             }
         }
         Ok(act)
+    }
+
+    /// Reports a loss; reports at the same instant are merged into one timeline line.
+    fn note_loss(&mut self, who: &str, range: &Range<u64>) {
+        let t = (self.c.now() - self.started).as_secs_f64();
+        let n = range.end - range.start;
+        if let Some((last_t, line)) = self.report.timeline.last_mut() {
+            if *last_t == t && line.starts_with(&format!("{who}: lost ")) {
+                self.pending_loss.0 += n;
+                self.pending_loss.1 += 1;
+                self.pending_loss.3 = range.end;
+                let (count, ranges, first, last) = self.pending_loss;
+                *line = format!(
+                    "{who}: lost {count} messages in {ranges} ranges between {first} and {last}, \
+                     delivery continues"
+                );
+                return;
+            }
+        }
+        self.pending_loss = (n, 1, range.start, range.end);
+        self.note(format!(
+            "{who}: lost {n} messages ({}..{}), delivery continues",
+            range.start, range.end
+        ));
     }
 
     fn note(&mut self, what: String) {
@@ -213,12 +239,7 @@ impl Act {
                         self.note(format!("{who}: peer moved, path validated: {from} -> {to}"));
                     }
                     Event::MessagesLost { range, .. } => {
-                        self.note(format!(
-                            "{who}: messages {}..{} lost ({} messages), delivery continues",
-                            range.start,
-                            range.end,
-                            range.end - range.start
-                        ));
+                        self.note_loss(who, &range);
                         self.report.lost.push(range);
                     }
                     Event::PeerTimedOut { .. } | Event::Closed { .. } => {
@@ -338,7 +359,9 @@ fn act_bounded(o: &Options) -> Result<ActReport> {
 
 fn print_act(r: &ActReport) {
     println!("\n== act: {} ==", r.name);
-    for (t, what) in &r.timeline {
+    let mut timeline: Vec<_> = r.timeline.iter().collect();
+    timeline.sort_by(|x, y| x.0.total_cmp(&y.0));
+    for (t, what) in timeline {
         println!("  t={t:>8.3}s  {what}");
     }
     let lost: u64 = r.lost.iter().map(|x| x.end - x.start).sum();

@@ -23,9 +23,6 @@ pub struct SessionConfig {
     pub max_datagram_bytes: usize,
     /// Most streams per session, in each direction.
     pub max_streams: u32,
-    /// Most fragments a receiver holds beyond its first gap, per stream (bounds memory for tiny
-    /// fragments, which the byte window alone does not).
-    pub max_out_of_order_fragments: u64,
     /// A session that hears nothing from its peer for this long is closed as timed out. Also the
     /// bound on a handshake.
     pub idle_timeout: Duration,
@@ -50,7 +47,6 @@ impl Default for SessionConfig {
             send_buffer_bytes: 4 << 20,
             max_datagram_bytes: 1_472,
             max_streams: 64,
-            max_out_of_order_fragments: 1 << 16,
             idle_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
             initial_rtt: Duration::from_millis(50),
@@ -97,10 +93,10 @@ impl EndpointConfig {
                 why: "must be between 128 and 65,507",
             });
         }
-        if s.window_bytes < s.max_datagram_bytes as u64 {
+        if s.window_bytes < 2 * (s.max_datagram_bytes as u64 + super::FRAGMENT_OVERHEAD_BYTES) {
             return Err(ConfigError::Invalid {
                 setting: "window_bytes",
-                why: "must hold at least one datagram",
+                why: "must hold at least two full datagrams",
             });
         }
         if s.retransmit_window_bytes
@@ -111,9 +107,9 @@ impl EndpointConfig {
                 why: "must hold at least one datagram",
             });
         }
-        if s.send_buffer_bytes == 0 || s.max_streams == 0 || s.max_out_of_order_fragments == 0 {
+        if s.send_buffer_bytes == 0 || s.max_streams == 0 {
             return Err(ConfigError::Invalid {
-                setting: "send_buffer_bytes/max_streams/max_out_of_order_fragments",
+                setting: "send_buffer_bytes/max_streams",
                 why: "must be non-zero",
             });
         }

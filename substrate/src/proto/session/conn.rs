@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
+use super::FRAGMENT_OVERHEAD_BYTES;
 use super::config::{MIN_DATAGRAM_BYTES, SessionConfig};
 use super::event::{CloseCause, Event, Message, OfferError};
 use super::recv::{Received, RecvStream};
@@ -83,10 +84,11 @@ pub(crate) struct Session {
     next_heartbeat_id: u64,
     handshake_due: bool,
     handshake_deadline: Option<Instant>,
-    /// Responder: when the only Accept so far went out; the initiator's first datagram after it
-    /// gives the first RTT sample (none if the Accept had to be sent again: Karn).
-    accept_sent_at: Option<Instant>,
-    accepts_sent: u32,
+    /// When the only handshake frame so far went out. The answer to it (the Accept, or the
+    /// initiator's first datagram after the Accept) gives the first RTT sample; none if it had to
+    /// be sent again (Karn).
+    handshake_sent_at: Option<Instant>,
+    handshakes_sent: u32,
     handshake_backoff: u32,
     closing: Option<Closing>,
     peer_window_bytes: u64,
@@ -179,8 +181,8 @@ impl Session {
             next_heartbeat_id: 1,
             handshake_due: false,
             handshake_deadline: None,
-            accept_sent_at: None,
-            accepts_sent: 0,
+            handshake_sent_at: None,
+            handshakes_sent: 0,
             handshake_backoff: 0,
             closing: None,
             peer_window_bytes: config.window_bytes,
@@ -208,10 +210,36 @@ impl Session {
         self.state == State::Closed && self.recv.values().all(|r| !r.has_ready())
     }
 
+    /// Charged bytes a stream may keep for retransmission. By default as much as may be in
+    /// flight, which is capped locally too: the peer's advertised window alone must not set this
+    /// side's memory.
     fn retransmit_window(&self, config: &SessionConfig) -> u64 {
         config
             .retransmit_window_bytes
-            .unwrap_or(self.peer_window_bytes)
+            .unwrap_or(self.peer_window_bytes.min(config.window_bytes))
+    }
+
+    /// The cap on charged bytes in flight per stream: in reliable mode the retransmit window
+    /// (so nothing is ever evicted); in bounded mode none (eviction bounds memory).
+    fn flight_cap(&self, config: &SessionConfig) -> Option<u64> {
+        match config.retransmit_window_bytes {
+            Some(_) => None,
+            None => Some(self.retransmit_window(config)),
+        }
+    }
+
+    /// The largest message `offer` takes: its fragments, charged, must fit the peer's window
+    /// (else it could never be reassembled), the send buffer and the retransmit window.
+    fn max_message_bytes(&self, config: &SessionConfig) -> u64 {
+        let bound = self
+            .peer_window_bytes
+            .min(config.send_buffer_bytes)
+            .min(self.retransmit_window(config));
+        // A message takes at most 2 + len / full fragments (the first may be cut short to fill
+        // a datagram), each charged the overhead.
+        let full = (self.max_datagram_bytes - HEADER_LEN - 32) as u64;
+        let per_byte = full + FRAGMENT_OVERHEAD_BYTES;
+        bound.saturating_sub(2 * FRAGMENT_OVERHEAD_BYTES) * full / per_byte
     }
 
     fn burst_bytes(&self) -> u64 {
@@ -231,8 +259,10 @@ impl Session {
         if let Some(ms) = h.idle_timeout_ms.filter(|&ms| ms > 0) {
             self.idle_timeout = self.idle_timeout.min(Duration::from_millis(ms));
         }
+        let (cap, max_datagram) = (self.flight_cap(config), self.max_datagram_bytes);
         for s in self.send.values_mut() {
             s.set_limit(self.peer_window_bytes);
+            s.configure(cap, max_datagram);
         }
     }
 
@@ -249,27 +279,26 @@ impl Session {
         if self.closing.is_some() || matches!(self.state, State::Draining { .. } | State::Closed) {
             return Err(OfferError::Closed(payload));
         }
-        let max = self.peer_window_bytes.min(config.send_buffer_bytes);
-        if payload.len() as u64 > max {
+        if self.peer_cid == ConnectionId::NONE {
+            // Until the peer's Accept names its window, no message size is known to be safe.
+            return Err(OfferError::NotConnected(payload));
+        }
+        if payload.len() as u64 > self.max_message_bytes(config) {
             return Err(OfferError::MessageTooLarge(payload));
         }
         if !self.send.contains_key(&stream) {
             if self.send.len() >= config.max_streams as usize {
                 return Err(OfferError::StreamLimit(payload));
             }
-            let limit = if self.peer_cid == ConnectionId::NONE {
-                0
-            } else {
-                self.peer_window_bytes
-            };
-            let s = SendStream::new(
+            let mut s = SendStream::new(
                 stream,
                 now,
                 config.send_buffer_bytes,
-                limit,
+                self.peer_window_bytes,
                 config.default_rate,
                 self.burst_bytes(),
             );
+            s.configure(self.flight_cap(config), self.max_datagram_bytes);
             self.send.insert(stream, s);
         }
         let handle = self.handle;
@@ -328,8 +357,15 @@ impl Session {
         if self.closing.is_some() || matches!(self.state, State::Draining { .. } | State::Closed) {
             return;
         }
+        if self.state == State::Handshaking {
+            // The peer holds nothing worth telling (a Close would go to connection id 0).
+            self.state = State::Closed;
+            return;
+        }
         let mut reason = reason.to_owned();
-        truncate_utf8(&mut reason, crate::wire::MAX_REASON_BYTES);
+        // The Close must fit one datagram, with room for its header and fields.
+        let fits = self.max_datagram_bytes - HEADER_LEN - 8;
+        truncate_utf8(&mut reason, crate::wire::MAX_REASON_BYTES.min(fits));
         self.closing = Some(Closing {
             code,
             reason,
@@ -384,8 +420,10 @@ impl Session {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += len as u64;
         self.last_received = now;
-        if let Some(sent) = self.accept_sent_at.take() {
-            self.rtt.on_sample(now - sent);
+        if self.role == Role::Responder {
+            if let Some(sent) = self.handshake_sent_at.take() {
+                self.rtt.on_sample(now - sent);
+            }
         }
         for frame in frames.flatten() {
             self.on_frame(now, from, frame, config, events);
@@ -423,9 +461,12 @@ impl Session {
             Frame::Nak(n) => {
                 self.stats.naks_received += 1;
                 let stale = self.rtt.smoothed();
-                match self.send.get_mut(&n.stream) {
-                    Some(s) => s.on_nak(now, stale, n.received_end, n.ranges.iter()),
-                    None => self.stats.frames_invalid += 1,
+                let ok = self.send.get_mut(&n.stream).is_some_and(|s| {
+                    s.on_nak(now, stale, n.received_end, n.ranges.iter())
+                        .is_ok()
+                });
+                if !ok {
+                    self.stats.frames_invalid += 1;
                 }
             }
             Frame::Gap(g) => {
@@ -516,10 +557,14 @@ impl Session {
         self.peer_cid = h.source_cid;
         self.peer = Some(h.node_id);
         self.apply_peer_params(config, h);
-        self.rtt.on_sample(now - self.started);
+        if let Some(sent) = self.handshake_sent_at.take() {
+            self.rtt.on_sample(now - sent);
+        }
         self.state = State::Established;
         self.handshake_due = false;
         self.handshake_deadline = None;
+        // Answer at once, so the responder's first RTT sample (Accept to here) is a round trip.
+        self.heartbeat_due = true;
         events.push_back(Event::Connected {
             session: self.handle,
             peer: h.node_id,
@@ -568,11 +613,7 @@ impl Session {
                 self.close(CloseCode::StreamLimit, "too many streams", false);
                 return None;
             }
-            let r = RecvStream::new(
-                stream,
-                config.window_bytes,
-                config.max_out_of_order_fragments,
-            );
+            let r = RecvStream::new(stream, config.window_bytes);
             self.recv.insert(stream, r);
         }
         self.recv.get_mut(&stream)
@@ -740,6 +781,8 @@ impl Session {
             let stage = match self.role {
                 Role::Initiator => {
                     w.destination(ConnectionId::NONE);
+                    self.handshakes_sent += 1;
+                    self.handshake_sent_at = (self.handshakes_sent == 1).then_some(now);
                     let wait = config
                         .initial_rtt
                         .saturating_mul(1 << self.handshake_backoff.min(16));
@@ -748,8 +791,8 @@ impl Session {
                     HandshakeStage::Hello
                 }
                 Role::Responder => {
-                    self.accepts_sent += 1;
-                    self.accept_sent_at = (self.accepts_sent == 1).then_some(now);
+                    self.handshakes_sent += 1;
+                    self.handshake_sent_at = (self.handshakes_sent == 1).then_some(now);
                     HandshakeStage::Accept
                 }
             };
@@ -809,7 +852,11 @@ impl Session {
                 }
             }
             if r.nak_due {
-                let received_end = r.missing(now, reorder_delay, &mut self.nak_scratch);
+                // Room for the frame's kind, length, stream, received_end and count.
+                let Some(budget) = w.space().checked_sub(24) else {
+                    continue;
+                };
+                let received_end = r.missing(now, reorder_delay, budget, &mut self.nak_scratch);
                 if self.nak_scratch.is_empty() {
                     r.nak_due = false;
                     continue;

@@ -53,12 +53,23 @@ use conn::Session;
 /// Most stateless replies (refusals) waiting to be sent; more are dropped and counted.
 const MAX_PENDING_REPLIES: usize = 64;
 
+/// What each data fragment costs against flow control, the receive window, the send buffer
+/// and the retransmit window, on top of its payload. It stands for the per-fragment memory a
+/// receiver spends, so that windows bound memory even for empty or tiny messages.
+pub const FRAGMENT_OVERHEAD_BYTES: u64 = 64;
+
+/// A fragment's (or message's) charged size: payload plus [`FRAGMENT_OVERHEAD_BYTES`].
+pub(crate) fn charged(payload_bytes: usize) -> u64 {
+    payload_bytes as u64 + FRAGMENT_OVERHEAD_BYTES
+}
+
 /// All sessions of one node, and the [`Protocol`] that drivers run for them.
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
     sessions: Vec<Option<Session>>,
-    free: Vec<u32>,
+    /// Free slots, reused oldest first so a handle is not recycled while its events are fresh.
+    free: VecDeque<u32>,
     by_cid: HashMap<ConnectionId, SessionHandle>,
     by_hello: HashMap<(NodeId, ConnectionId), SessionHandle>,
     replies: VecDeque<(Locator, ConnectionId, CloseCode, &'static str)>,
@@ -92,7 +103,7 @@ impl Endpoint {
         Ok(Self {
             config,
             sessions: Vec::new(),
-            free: Vec::new(),
+            free: VecDeque::new(),
             by_cid: HashMap::default(),
             by_hello: HashMap::default(),
             replies: VecDeque::new(),
@@ -108,7 +119,8 @@ impl Endpoint {
     }
 
     /// Opens a session to whoever listens at `remote`; the peer's identity arrives with
-    /// [`Event::Connected`]. Messages may be offered at once; they flow after the handshake.
+    /// [`Event::Connected`], and from then on messages may be offered (before it, `offer`
+    /// reports `NotConnected`: the largest message depends on the peer's window).
     ///
     /// # Errors
     /// [`ConnectError::SessionLimit`] if the endpoint is full.
@@ -246,7 +258,7 @@ impl Endpoint {
     }
 
     fn allocate(&mut self) -> Option<SessionHandle> {
-        if let Some(i) = self.free.pop() {
+        if let Some(i) = self.free.pop_front() {
             return Some(SessionHandle(i));
         }
         if self.sessions.len() >= self.config.max_sessions {
@@ -272,7 +284,7 @@ impl Endpoint {
         };
         self.by_cid.remove(&s.local_cid);
         self.by_hello.retain(|_, h| *h != handle);
-        self.free.push(handle.0);
+        self.free.push_back(handle.0);
     }
 
     fn reap_finished(&mut self) {

@@ -10,16 +10,16 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::charged;
 use super::event::Message;
 use crate::id::StreamId;
 use crate::time::{Duration, Instant};
-use crate::wire::{DataFlags, Gap, MAX_NAK_RANGES};
+use crate::wire::{DataFlags, Gap, MAX_NAK_RANGES, varint_len};
 
 #[derive(Debug)]
 pub(crate) struct RecvStream {
     pub(crate) id: StreamId,
     window_bytes: u64,
-    max_out_of_order: u64,
     /// Every fragment below this has been received (or abandoned by a Gap).
     next_expected: u64,
     /// One past the highest fragment sequence seen.
@@ -29,9 +29,11 @@ pub(crate) struct RecvStream {
     /// Fragments received beyond a gap.
     out_of_order: BTreeMap<u64, Fragment>,
     out_of_order_bytes: u64,
-    /// The message being reassembled from in-order fragments.
+    /// The message being reassembled from in-order fragments, and what its fragments charge.
     partial: Option<BytesMut>,
-    ready: VecDeque<Message>,
+    partial_charged: u64,
+    /// Complete messages waiting for the application, each with what its fragments charged.
+    ready: VecDeque<(Message, u64)>,
     ready_bytes: u64,
     /// Number of the next message to complete (or be declared lost).
     next_message: u64,
@@ -71,17 +73,17 @@ pub(crate) enum Received {
 }
 
 impl RecvStream {
-    pub(crate) fn new(id: StreamId, window_bytes: u64, max_out_of_order: u64) -> Self {
+    pub(crate) fn new(id: StreamId, window_bytes: u64) -> Self {
         Self {
             id,
             window_bytes,
-            max_out_of_order,
             next_expected: 0,
             highest_seen: 0,
             offset_next_expected: 0,
             out_of_order: BTreeMap::new(),
             out_of_order_bytes: 0,
             partial: None,
+            partial_charged: 0,
             ready: VecDeque::new(),
             ready_bytes: 0,
             next_message: 0,
@@ -96,14 +98,16 @@ impl RecvStream {
         }
     }
 
-    /// Bytes held for this stream: the quantity the window bounds.
+    /// Bytes held for this stream, each fragment charged its payload plus
+    /// [`FRAGMENT_OVERHEAD_BYTES`](super::FRAGMENT_OVERHEAD_BYTES): the quantity the window bounds.
     pub(crate) fn buffered_bytes(&self) -> u64 {
-        self.out_of_order_bytes + self.partial_bytes() + self.ready_bytes
+        self.out_of_order_bytes + self.partial_charged + self.ready_bytes
     }
 
     /// The absolute stream offset the sender may send up to.
     pub(crate) fn limit(&self) -> u64 {
-        self.offset_next_expected - self.partial_bytes() - self.ready_bytes + self.window_bytes
+        let in_order = self.partial_charged + self.ready_bytes;
+        self.offset_next_expected.saturating_sub(in_order) + self.window_bytes
     }
 
     pub(crate) fn next_expected(&self) -> u64 {
@@ -140,10 +144,8 @@ impl RecvStream {
         if sequence < self.next_expected || self.out_of_order.contains_key(&sequence) {
             return Received::Duplicate;
         }
-        let len = payload.len() as u64;
-        if self.buffered_bytes() + len > self.window_bytes
-            || sequence - self.next_expected > self.max_out_of_order
-        {
+        let len = charged(payload.len());
+        if self.buffered_bytes() + len > self.window_bytes {
             return Received::OverWindow;
         }
         if sequence > self.next_expected {
@@ -171,10 +173,12 @@ impl RecvStream {
         }
         self.highest_seen = self.highest_seen.max(sequence + 1);
         let was_empty = self.ready.is_empty();
-        if !self.absorb(flags, Fragmentish::Slice(payload)) {
+        let valid = self.absorb(flags, Fragmentish::Slice(payload));
+        // Even a dropped fragment consumes its sequence number: pull in what follows it.
+        self.advance(now, nak_delay);
+        if !valid {
             return Received::Invalid;
         }
-        self.advance(now, nak_delay);
         Received::Accepted {
             readable: was_empty && !self.ready.is_empty(),
         }
@@ -210,7 +214,7 @@ impl RecvStream {
         // `damaged`: the message in progress lacks a fragment; its remaining pieces are dropped.
         let mut damaged = false;
         for (sequence, f) in inside {
-            self.out_of_order_bytes -= f.payload.len() as u64;
+            self.out_of_order_bytes -= charged(f.payload.len());
             if sequence != self.next_expected {
                 damaged = true;
             }
@@ -220,16 +224,16 @@ impl RecvStream {
                     // A hole, then a message start: everything in between is gone.
                     lose(&mut lost, self.next_message..f.message);
                     self.next_message = f.message;
-                    self.partial = None;
+                    self.drop_partial();
                     damaged = false;
                 } else {
                     // A hole inside message `f.message`: it and everything before it are gone.
                     let end = (f.message + 1).max(self.next_message);
                     lose(&mut lost, self.next_message..end);
                     self.next_message = end;
-                    self.partial = None;
+                    self.drop_partial();
                     self.next_expected += 1;
-                    self.offset_next_expected += f.payload.len() as u64;
+                    self.offset_next_expected += charged(f.payload.len());
                     continue;
                 }
             }
@@ -239,22 +243,27 @@ impl RecvStream {
         if damaged || self.next_expected != gap.sequence_end || self.partial.is_some() {
             lose(&mut lost, self.next_message..gap.message_end);
         }
-        self.partial = None;
+        self.drop_partial();
         self.next_message = self.next_message.max(gap.message_end);
         self.next_expected = gap.sequence_end;
-        self.offset_next_expected = gap.bytes_end;
+        // Never backwards: a peer's inconsistent Gap must not undo accounting (or underflow it).
+        self.offset_next_expected = self.offset_next_expected.max(gap.bytes_end);
         self.nak_backoff = 0;
         self.nak_deadline = None;
         self.fresh_nak_deadline = None;
         self.advance(now, nak_delay);
+        // Holes may remain beyond the gap (one may start right at its end): keep NAKing them.
+        if !self.out_of_order.is_empty() && self.nak_deadline.is_none() {
+            self.nak_deadline = Some(now + nak_delay);
+        }
         Some((lost, was_empty && !self.ready.is_empty()))
     }
 
     pub(crate) fn take(&mut self) -> Option<Message> {
-        let m = self.ready.pop_front()?;
-        self.ready_bytes -= m.payload.len() as u64;
+        let (m, charge) = self.ready.pop_front()?;
+        self.ready_bytes -= charge;
         // Tell the sender about the room once it is worth a frame: a quarter window.
-        if self.limit() - self.limit_sent >= self.window_bytes / 4 {
+        if self.limit().saturating_sub(self.limit_sent) >= self.window_bytes / 4 {
             self.ack_pending = true;
         }
         Some(m)
@@ -298,9 +307,11 @@ impl RecvStream {
         &mut self,
         now: Instant,
         reorder_delay: Duration,
+        budget_bytes: usize,
         out: &mut Vec<Range<u64>>,
     ) -> u64 {
         out.clear();
+        let mut used = 0;
         let mut complete = true;
         let mut cursor = self.nak_from.max(self.next_expected);
         let mut young_from = None;
@@ -310,6 +321,12 @@ impl RecvStream {
                     // Stop here, never skip: the sender reads every span between listed ranges
                     // as received.
                     young_from = Some(cursor);
+                    break;
+                }
+                used += varint_len(cursor) + varint_len(seq - cursor);
+                if used > budget_bytes {
+                    // Stopping early keeps the invariant; only received_end is lost.
+                    complete = false;
                     break;
                 }
                 out.push(cursor..seq);
@@ -342,7 +359,7 @@ impl RecvStream {
                 break;
             }
             let f = entry.remove();
-            self.out_of_order_bytes -= f.payload.len() as u64;
+            self.out_of_order_bytes -= charged(f.payload.len());
             // An invalid continuation is dropped inside absorb; the sequence still advances.
             self.absorb(f.flags, Fragmentish::Owned(f.payload));
         }
@@ -361,46 +378,51 @@ impl RecvStream {
     /// Takes the fragment at `next_expected` into reassembly. Returns false if it broke
     /// reassembly (it is dropped, but its sequence number is consumed).
     fn absorb(&mut self, flags: DataFlags, payload: Fragmentish<'_>) -> bool {
+        let charge = charged(payload.len());
         self.next_expected += 1;
-        self.offset_next_expected += payload.len() as u64;
+        self.offset_next_expected += charge;
         let valid = flags.is_first() != self.partial.is_some();
         if !valid {
             // A start inside a message abandons the unfinished one; a continuation without a
             // start is dropped. Neither happens with an honest sender.
-            self.partial = None;
+            self.drop_partial();
             if !flags.is_first() {
                 return false;
             }
         }
         if flags.is_first() && flags.is_last() {
             let payload = payload.into_bytes();
-            self.push_ready(payload);
+            self.push_ready(payload, charge);
         } else {
             let partial = self.partial.get_or_insert_with(BytesMut::new);
             partial.extend_from_slice(payload.as_slice());
+            self.partial_charged += charge;
             if flags.is_last() {
                 let whole = self
                     .partial
                     .take()
                     .map(BytesMut::freeze)
                     .unwrap_or_default();
-                self.push_ready(whole);
+                let charge = core::mem::take(&mut self.partial_charged);
+                self.push_ready(whole, charge);
             }
         }
         valid
     }
 
-    fn push_ready(&mut self, payload: Bytes) {
-        self.ready_bytes += payload.len() as u64;
-        self.ready.push_back(Message {
+    fn push_ready(&mut self, payload: Bytes, charge: u64) {
+        self.ready_bytes += charge;
+        let message = Message {
             number: self.next_message,
             payload,
-        });
+        };
+        self.ready.push_back((message, charge));
         self.next_message += 1;
     }
 
-    fn partial_bytes(&self) -> u64 {
-        self.partial.as_ref().map_or(0, |p| p.len() as u64)
+    fn drop_partial(&mut self) {
+        self.partial = None;
+        self.partial_charged = 0;
     }
 }
 
@@ -433,6 +455,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::proto::session::FRAGMENT_OVERHEAD_BYTES;
 
     const WINDOW: u64 = 1 << 30;
 
@@ -480,13 +503,13 @@ mod tests {
             let present: std::collections::BTreeSet<u64> = kept.iter().map(|f| f.0).collect();
             let now = Instant::ZERO;
             let delay = Duration::from_millis(1);
-            let mut r = RecvStream::new(StreamId(0), WINDOW, 1 << 20);
+            let mut r = RecvStream::new(StreamId(0), WINDOW);
             let mut delivered = Vec::new();
             for (seq, flags, message, payload) in &kept {
                 r.on_data(now, *seq, *flags, *message, payload, delay);
                 delivered.extend(drain(&mut r));
             }
-            let total_bytes: u64 = frags.iter().map(|f| f.3.len() as u64).sum();
+            let total_bytes: u64 = frags.iter().map(|f| charged(f.3.len())).sum();
             let gap = Gap {
                 stream: StreamId(0),
                 sequence_start: 0,
@@ -524,7 +547,7 @@ mod tests {
             for i in (1..arrivals.len()).rev() {
                 arrivals.swap(i, rng.below(i as u64 + 1) as usize);
             }
-            let mut r = RecvStream::new(StreamId(0), WINDOW, 1 << 20);
+            let mut r = RecvStream::new(StreamId(0), WINDOW);
             let mut delivered = Vec::new();
             for (seq, flags, message, payload) in &arrivals {
                 r.on_data(Instant::ZERO, *seq, *flags, *message, payload, Duration::ZERO);
@@ -544,7 +567,7 @@ mod tests {
             now_ms in 0u64..60,
             retry in any::<bool>(),
         ) {
-            let mut r = RecvStream::new(StreamId(0), WINDOW, 1 << 20);
+            let mut r = RecvStream::new(StreamId(0), WINDOW);
             for &(seq, at_ms) in &arrivals {
                 let at = Instant::ZERO + Duration::from_millis(at_ms);
                 r.on_data(at, seq, DataFlags::WHOLE, seq, &[1], Duration::from_millis(5));
@@ -556,7 +579,7 @@ mod tests {
                 r.nak_from = arrivals[0].0 / 2;
             }
             let mut out = Vec::new();
-            let received_end = r.missing(now, Duration::from_millis(10), &mut out);
+            let received_end = r.missing(now, Duration::from_millis(10), usize::MAX, &mut out);
             let held: std::collections::BTreeSet<u64> = r.out_of_order.keys().copied().collect();
             if let (Some(first), Some(last)) = (out.first(), out.last()) {
                 for seq in first.start..last.end {
@@ -572,7 +595,7 @@ mod tests {
 
     #[test]
     fn recv_drops_fragments_beyond_window() {
-        let mut r = RecvStream::new(StreamId(0), 100, 1 << 20);
+        let mut r = RecvStream::new(StreamId(0), 100 + 2 * FRAGMENT_OVERHEAD_BYTES);
         let now = Instant::ZERO;
         let d = Duration::ZERO;
         assert_eq!(
@@ -587,6 +610,6 @@ mod tests {
             r.on_data(now, 1, DataFlags::WHOLE, 1, &[0; 60], d),
             Received::Duplicate
         );
-        assert!(r.buffered_bytes() <= 100);
+        assert!(r.buffered_bytes() <= 100 + 2 * FRAGMENT_OVERHEAD_BYTES);
     }
 }

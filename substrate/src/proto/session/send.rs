@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::charged;
 use super::rtt::RttEstimator;
 use crate::id::StreamId;
 use crate::proto::rate::{Rate, TokenBucket};
@@ -33,6 +34,11 @@ pub(crate) struct SendStream {
     /// The peer has every fragment below this.
     acked: u64,
     limit_bytes: u64,
+    /// Most charged bytes in flight (sent, not acknowledged), whatever the peer's limit says;
+    /// `None` in bounded-retransmit mode, where eviction bounds memory instead.
+    flight_cap: Option<u64>,
+    /// The largest payload one fragment can carry in an empty datagram (an upper bound).
+    full_fragment_bytes: usize,
     retransmit: BTreeSet<u64>,
     gap_pending: bool,
     pacer: Option<TokenBucket>,
@@ -97,6 +103,8 @@ impl SendStream {
             next_offset: 0,
             acked: 0,
             limit_bytes,
+            flight_cap: None,
+            full_fragment_bytes: usize::MAX,
             retransmit: BTreeSet::new(),
             gap_pending: false,
             pacer: rate.map(|r| TokenBucket::new(now, r, burst_bytes)),
@@ -107,8 +115,9 @@ impl SendStream {
     }
 
     /// Queues a message; returns its number, or `Err(payload)` when the send buffer is full.
+    /// A message is charged its length plus the fragment overhead, so empty ones count too.
     pub(crate) fn offer(&mut self, payload: Bytes) -> Result<u64, Bytes> {
-        let len = payload.len() as u64;
+        let len = charged(payload.len());
         if self.queued_bytes + len > self.send_buffer_bytes {
             return Err(payload);
         }
@@ -128,6 +137,24 @@ impl SendStream {
 
     pub(crate) fn set_limit(&mut self, limit_bytes: u64) {
         self.limit_bytes = self.limit_bytes.max(limit_bytes);
+    }
+
+    /// Applies what the session knows of the path and the peer: the cap on bytes in flight and
+    /// the largest datagram.
+    pub(crate) fn configure(&mut self, flight_cap: Option<u64>, max_datagram_bytes: usize) {
+        self.flight_cap = flight_cap;
+        self.full_fragment_bytes = max_datagram_bytes.saturating_sub(crate::wire::HEADER_LEN);
+    }
+
+    /// How far new data may go: the peer's limit, and the local cap on bytes in flight.
+    fn send_limit(&self) -> u64 {
+        match self.flight_cap {
+            Some(cap) => {
+                let acked_offset = self.retained.front().map_or(self.next_offset, |s| s.offset);
+                self.limit_bytes.min(acked_offset.saturating_add(cap))
+            }
+            None => self.limit_bytes,
+        }
     }
 
     /// Whether room has come back after backpressure (half the buffer free).
@@ -165,6 +192,7 @@ impl SendStream {
             return Ok(());
         }
         let mut newest = None;
+        let mut repaired = false;
         while self.retained_base < next_sequence {
             let Some(s) = self.retained.pop_front() else {
                 // Everything retained is acknowledged; the rest was evicted.
@@ -172,13 +200,15 @@ impl SendStream {
                 break;
             };
             if !s.held_by_peer {
-                self.retained_bytes -= s.payload.len() as u64;
+                self.retained_bytes -= charged(s.payload.len());
             }
+            repaired |= s.retransmitted;
             self.retained_base += 1;
             newest = Some(s);
         }
-        // Karn: only a fragment sent once gives an unambiguous sample.
-        if let Some(s) = newest.filter(|s| !s.retransmitted) {
+        // Karn: only an ack that covers nothing sent twice gives an unambiguous sample. An ack
+        // that completes a repair also covers fragments that waited for it, sent long ago.
+        if let Some(s) = newest.filter(|_| !repaired) {
             rtt.on_sample(now - s.sent_at);
         }
         self.acked = next_sequence;
@@ -202,18 +232,19 @@ impl SendStream {
         stale: Duration,
         received_end: u64,
         ranges: impl Iterator<Item = core::ops::Range<u64>>,
-    ) {
+    ) -> Result<(), ()> {
         // Only the spans *between* listed ranges are known held: a NAK may start anywhere.
+        // Ranges must ascend without overlap; the rest of a frame that breaks this is ignored,
+        // so one frame costs at most one pass over the retained fragments.
         let mut cursor: Option<u64> = None;
-        let mut ordered = true;
         for range in ranges {
-            ordered &= cursor.is_none_or(|c| range.start >= c);
-            if ordered {
-                if let Some(c) = cursor {
-                    self.release_held(c..range.start);
-                }
-                cursor = Some(range.end);
+            if cursor.is_some_and(|c| range.start < c) {
+                return Err(());
             }
+            if let Some(c) = cursor {
+                self.release_held(c..range.start);
+            }
+            cursor = Some(range.end);
             let start = range.start.max(self.acked);
             let end = range.end.min(self.next_sequence);
             if start >= end {
@@ -222,7 +253,8 @@ impl SendStream {
             if start < self.retained_base {
                 self.gap_pending = true;
             }
-            for seq in start.max(self.retained_base)..end {
+            let retained_end = self.retained_base + self.retained.len() as u64;
+            for seq in start.max(self.retained_base)..end.min(retained_end) {
                 let due =
                     |s: &Sent| !(s.held_by_peer || s.retransmitted && now - s.sent_at < stale);
                 if self.get(seq).is_some_and(due) {
@@ -231,11 +263,12 @@ impl SendStream {
             }
         }
         // `received_end`: everything after the last range is held too.
-        if let Some(c) = cursor.filter(|_| ordered) {
+        if let Some(c) = cursor {
             if received_end > c {
                 self.release_held(c..received_end);
             }
         }
+        Ok(())
     }
 
     /// Marks retained fragments in `range` as held by the peer and frees their bytes.
@@ -249,7 +282,7 @@ impl SendStream {
             let s = &mut self.retained[i];
             if !s.held_by_peer {
                 s.held_by_peer = true;
-                self.retained_bytes -= s.payload.len() as u64;
+                self.retained_bytes -= charged(s.payload.len());
                 s.payload = Bytes::new();
                 self.retransmit.remove(&seq);
             }
@@ -310,9 +343,9 @@ impl SendStream {
 
     fn can_send_new(&self) -> bool {
         self.queue.front().is_some_and(|o| {
-            let remaining = (o.payload.len() - o.cut) as u64;
-            let room = self.limit_bytes.saturating_sub(self.next_offset);
-            remaining == 0 || room >= remaining.min(MIN_FRAGMENT_BYTES as u64)
+            let remaining = o.payload.len() - o.cut;
+            let room = self.send_limit().saturating_sub(self.next_offset);
+            room >= charged(remaining.min(self.full_fragment_bytes))
         })
     }
 
@@ -379,17 +412,18 @@ impl SendStream {
             });
         }
         let message = self.next_message - self.queue.len() as u64;
+        let room = self.send_limit().saturating_sub(self.next_offset);
         let o = self.queue.front_mut()?;
         let remaining = o.payload.len() - o.cut;
-        let room = self.limit_bytes.saturating_sub(self.next_offset);
-        if remaining > 0 && room == 0 {
+        let fit = max_payload_in(self.id, self.next_sequence, message, space)?;
+        let take = remaining.min(fit);
+        if take < remaining && take < MIN_FRAGMENT_BYTES {
+            // Too little room left in this datagram: start the next one instead.
             return None;
         }
-        let fit = max_payload_in(self.id, self.next_sequence, message, space)?;
-        let take = remaining
-            .min(fit)
-            .min(usize::try_from(room).unwrap_or(usize::MAX));
-        if take < remaining && take < MIN_FRAGMENT_BYTES.min(remaining) {
+        // Flow control admits a fragment whole or not at all: cutting fragments to fit the
+        // window would multiply per-fragment costs.
+        if charged(take) > room {
             return None;
         }
         let mut flags = 0;
@@ -402,7 +436,7 @@ impl SendStream {
         let payload = o.payload.slice(o.cut..o.cut + take);
         o.cut += take;
         if o.cut == o.payload.len() {
-            self.queued_bytes -= o.payload.len() as u64;
+            self.queued_bytes -= charged(o.payload.len());
             self.queue.pop_front();
         }
         let sequence = self.next_sequence;
@@ -417,8 +451,8 @@ impl SendStream {
             retransmitted: false,
             held_by_peer: false,
         });
-        self.next_offset += take as u64;
-        self.retained_bytes += take as u64;
+        self.next_offset += charged(take);
+        self.retained_bytes += charged(take);
         Some(FragmentRef {
             sequence,
             flags,
@@ -455,7 +489,7 @@ impl SendStream {
             }
             for s in self.retained.drain(..n) {
                 if !s.held_by_peer {
-                    self.retained_bytes -= s.payload.len() as u64;
+                    self.retained_bytes -= charged(s.payload.len());
                 }
             }
             self.retained_base += n as u64;
