@@ -90,6 +90,8 @@ pub(crate) fn payload(n: u64, size: usize) -> Bytes {
 pub(crate) struct Transfer {
     pub(crate) total: u64,
     pub(crate) size: fn(u64) -> usize,
+    /// Sizes are capped here (the session refuses messages that could never fit its windows).
+    pub(crate) max_size: usize,
     pub(crate) offered: u64,
     /// Every message number `b` read, in order of reading.
     pub(crate) delivered: Vec<u64>,
@@ -114,6 +116,7 @@ impl Transfer {
         Self {
             total,
             size,
+            max_size: usize::MAX,
             offered: 0,
             delivered: Vec::new(),
             lost: Vec::new(),
@@ -124,6 +127,10 @@ impl Transfer {
             max_retained: 0,
             reading: true,
         }
+    }
+
+    fn size_of(&self, n: u64) -> usize {
+        (self.size)(n).min(self.max_size)
     }
 
     pub(crate) fn finished(&self) -> bool {
@@ -137,7 +144,7 @@ impl Transfer {
         let (sa, sb) = (p.sa, p.sb);
         while self.offered < self.total {
             let n = self.offered;
-            let body = payload(n, (self.size)(n));
+            let body = payload(n, self.size_of(n));
             match p
                 .c
                 .with_node(p.a, |e, now, _| e.offer(now, sa, STREAM, body))
@@ -147,7 +154,7 @@ impl Transfer {
                     self.offered += 1;
                 }
                 Err(OfferError::BackPressured(_)) => break,
-                Err(e) => panic!("offer failed: {e:?}"),
+                Err(e) => panic!("offer of message {n} failed: {e}"),
             }
         }
         if self.reading {
@@ -159,7 +166,7 @@ impl Transfer {
                 got
             });
             for m in got {
-                let expected = payload(m.number, (self.size)(m.number));
+                let expected = payload(m.number, self.size_of(m.number));
                 assert!(m.payload == expected, "message {} corrupted", m.number);
                 self.delivered.push(m.number);
             }
