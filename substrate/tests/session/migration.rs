@@ -124,3 +124,54 @@ fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
         "attacker could not answer"
     );
 }
+
+#[test]
+fn session_migrates_despite_replayed_frame_from_another_address() {
+    let config = SessionConfig::default();
+    let mut p = Pair::connect(23, link(), config.clone(), config.clone());
+    let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let tap = seen.clone();
+    let (a, b) = (p.a, p.b);
+    p.c.set_on_transmit(move |t| {
+        if t.node == a {
+            tap.borrow_mut().push(t.bytes.to_vec());
+        }
+    });
+    let attacker = p.c.add_node(endpoint(666, SessionConfig::default()));
+    let mut t = Transfer::new(
+        20_000,
+        |n| 200 + (n % 1_000) as usize,
+        config.window_bytes,
+        config.window_bytes,
+    );
+    let move_at = p.c.now() + Duration::from_millis(100);
+    while p.c.now() < move_at {
+        t.step(&mut p);
+    }
+    // Junk first: b starts validating the attacker's address, which will never answer.
+    let captured = seen.borrow().last().cloned().expect("a has sent datagrams");
+    let (now, to) = (p.c.now(), p.c.locator(b));
+    p.c.net_mut().send(now, attacker, to, &captured);
+    // Then the real move, while that validation is still pending.
+    let new = test_locator(2_000);
+    p.c.net_mut().rebind(a, new);
+    t.run(&mut p, Duration::from_secs(120));
+    t.assert_all_delivered_in_order();
+    let info = p.c.node(b).session_info(p.sb).expect("session alive");
+    assert_eq!(
+        info.path, new,
+        "the genuine move was validated despite the pending junk"
+    );
+    assert!(
+        t.events_b
+            .iter()
+            .any(|e| matches!(e, Event::PathMigrated { to, .. } if *to == new))
+    );
+    // It did not wait for the junk address to fail first: that validation was still pending
+    // when the peer answered from its new address, and was dropped as moot.
+    assert_eq!(info.stats.path_validations_failed, 0);
+    assert_eq!(
+        info.stats.path_challenges_sent, 2,
+        "the junk address and the new one"
+    );
+}

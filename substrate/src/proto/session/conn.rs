@@ -56,6 +56,10 @@ struct Closing {
     frame_due: bool,
 }
 
+/// Candidate locators validated at once. More than one, so that junk injected from a made-up
+/// address cannot hold up the validation of the peer's real new one; the oldest gives way.
+const MAX_PATH_VALIDATIONS: usize = 4;
+
 /// Attempts at path validation before the candidate locator is given up.
 const PATH_CHALLENGE_ATTEMPTS: u32 = 3;
 
@@ -69,7 +73,7 @@ pub(crate) struct Session {
     peer_cid: ConnectionId,
     pub(crate) peer: Option<NodeId>,
     path: Locator,
-    validation: Option<PathValidation>,
+    validations: Vec<PathValidation>,
     path_response: Option<(Locator, u64)>,
     rtt: RttEstimator,
     send: BTreeMap<StreamId, SendStream>,
@@ -166,7 +170,7 @@ impl Session {
             peer_cid: ConnectionId::NONE,
             peer: None,
             path,
-            validation: None,
+            validations: Vec::new(),
             path_response: None,
             rtt: RttEstimator::new(config.initial_rtt),
             send: BTreeMap::new(),
@@ -506,11 +510,10 @@ impl Session {
             }
             Frame::PathChallenge(token) => self.path_response = Some((from, token)),
             Frame::PathResponse(token) => {
-                if self.validation.as_ref().is_some_and(|v| v.token == token) {
-                    let v = self
-                        .validation
-                        .take()
-                        .expect("INVARIANT: checked just above");
+                if let Some(i) = self.validations.iter().position(|v| v.token == token) {
+                    let v = self.validations.swap_remove(i);
+                    // Validations of other candidates are moot once the peer is found.
+                    self.validations.clear();
                     let old = core::mem::replace(&mut self.path, v.target);
                     events.push_back(Event::PathMigrated {
                         session: handle,
@@ -622,10 +625,14 @@ impl Session {
     /// A valid datagram came from a locator other than the current path: probe it before moving
     /// there (RFC 9000 §9: never send to an unvalidated address on a peer's word alone).
     fn maybe_validate(&mut self, now: Instant, from: Locator, rng: &mut Rng) {
-        if self.validation.is_some() {
+        if self.validations.iter().any(|v| v.target == from) {
             return;
         }
-        self.validation = Some(PathValidation {
+        if self.validations.len() == MAX_PATH_VALIDATIONS {
+            self.validations.remove(0);
+            self.stats.path_validations_failed += 1;
+        }
+        self.validations.push(PathValidation {
             target: from,
             token: rng.next_u64(),
             deadline: now + self.rtt.pto().saturating_mul(2),
@@ -681,18 +688,18 @@ impl Session {
                 r.ack_pending = true;
             }
         }
-        if let Some(v) = &mut self.validation {
-            if now >= v.deadline {
-                if v.attempts >= PATH_CHALLENGE_ATTEMPTS {
-                    self.stats.path_validations_failed += 1;
-                    self.validation = None;
-                } else {
-                    v.attempts += 1;
-                    v.due = true;
-                    v.deadline = now + self.rtt.pto().saturating_mul(2);
-                }
+        let retry = now + self.rtt.pto().saturating_mul(2);
+        let before = self.validations.len();
+        self.validations.retain_mut(|v| {
+            if now < v.deadline {
+                return true;
             }
-        }
+            v.attempts += 1;
+            v.due = true;
+            v.deadline = retry;
+            v.attempts <= PATH_CHALLENGE_ATTEMPTS
+        });
+        self.stats.path_validations_failed += (before - self.validations.len()) as u64;
         let (pto, max) = (self.rtt.pto(), config.probe_interval_max);
         for r in self.recv.values_mut() {
             if r.nak_deadline().is_some_and(|d| now >= d) {
@@ -715,7 +722,7 @@ impl Session {
             State::Established => self.last_received + self.idle_timeout,
         };
         t = t.min(self.heartbeat_deadline);
-        if let Some(v) = &self.validation {
+        for v in &self.validations {
             t = t.min(v.deadline);
         }
         for r in self.recv.values() {
@@ -749,7 +756,7 @@ impl Session {
             w.put(&Frame::PathResponse(token));
             return Some(self.sent(w, to));
         }
-        if let Some(v) = self.validation.as_mut().filter(|v| v.due) {
+        if let Some(v) = self.validations.iter_mut().find(|v| v.due) {
             v.due = false;
             let (target, token) = (v.target, v.token);
             w.put(&Frame::PathChallenge(token));
