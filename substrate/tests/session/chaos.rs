@@ -4,7 +4,7 @@
 //! or reported lost (never lost at all when retransmission is unbounded), with the receive window
 //! and retransmit bounds held at every step, and without stalling.
 
-use substrate::proto::session::SessionConfig;
+use substrate::proto::session::{Event, SessionConfig};
 use substrate::rand::Rng;
 use substrate::testing::{GilbertElliott, LinkConfig, Loss};
 use substrate::time::Duration;
@@ -12,6 +12,11 @@ use substrate::time::Duration;
 use crate::common::{Pair, Transfer};
 
 fn scenario(seed: u64) {
+    // Shown only if the test fails: the last seed printed is the failing one.
+    eprintln!(
+        "chaos seed {seed} (rerun alone: PHYLA_CHAOS_SEEDS={seed}..{})",
+        seed + 1
+    );
     let mut r = Rng::with_seed(seed);
     let loss = match r.below(3) {
         0 => Loss::None,
@@ -46,7 +51,22 @@ fn scenario(seed: u64) {
         1 => |n| 1 + (n * 7919 % 3_000) as usize,
         _ => crate::common::mixed_size,
     };
-    let mut p = Pair::connect(seed, link, config.clone(), config.clone());
+    eprintln!("chaos link {link:?} config {config:?}");
+    let mut p = match Pair::try_connect(seed, link, config.clone(), config.clone()) {
+        Ok(p) => p,
+        Err(events) => {
+            // The network may eat every Hello (a long loss burst): that must be reported as a
+            // typed timeout, never silence.
+            let timed_out = events
+                .iter()
+                .any(|e| matches!(e, Event::PeerTimedOut { .. }));
+            assert!(
+                timed_out,
+                "seed {seed}: handshake failed silently: {events:?}"
+            );
+            return;
+        }
+    };
     let retained_bound = config.retransmit_window_bytes.unwrap_or(window);
     let mut t = Transfer::new(3_000, size, window, retained_bound);
     // Comfortably below the largest message these windows carry (fragment overheads included).

@@ -33,6 +33,19 @@ impl Pair {
         ca: SessionConfig,
         cb: SessionConfig,
     ) -> Self {
+        Self::try_connect(seed, link, ca, cb).unwrap_or_else(|events| {
+            panic!("handshake did not complete; initiator reported {events:?}")
+        })
+    }
+
+    /// Connects, or returns the initiator's events if the handshake failed (it must then have
+    /// reported the failure, not gone silent).
+    pub(crate) fn try_connect(
+        seed: u64,
+        link: LinkConfig,
+        ca: SessionConfig,
+        cb: SessionConfig,
+    ) -> Result<Self, Vec<Event>> {
         let mut c = Cluster::new(seed, link);
         let a = c.add_node(endpoint(1, ca));
         let b = c.add_node(endpoint(2, cb));
@@ -46,7 +59,9 @@ impl Pair {
                 !(connected(c.events(a)) && connected(c.events(b)))
             })
             .expect("harness ran");
-        assert!(done, "handshake did not complete");
+        if !done {
+            return Err(c.take_events(a));
+        }
         let sb = c
             .events(b)
             .iter()
@@ -57,7 +72,7 @@ impl Pair {
             .expect("b saw Connected");
         c.take_events(a);
         c.take_events(b);
-        Self { c, a, b, sa, sb }
+        Ok(Self { c, a, b, sa, sb })
     }
 }
 
