@@ -25,6 +25,9 @@ stage "layering: the sans-IO layers build without the engine"
 cargo check -p phyla-substrate --no-default-features --features testing --locked
 cargo check -p phyla-group-comm --no-default-features --locked
 
+stage "docs build without warnings (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 stage "tests (unit, property, sans-IO session, fuzz-corpus replay)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
