@@ -52,3 +52,38 @@ fn endpoint_counts_garbage_and_keeps_serving() {
     );
     assert!(stats.invalid_magic > 0 && stats.unknown_connection + stats.invalid_truncated > 0);
 }
+
+#[test]
+fn session_skips_unknown_optional_frame_and_keeps_the_rest() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let config = SessionConfig::default();
+    let link = LinkConfig::default().latency(Duration::from_millis(2));
+    let mut p = Pair::connect(62, link, config.clone(), config.clone());
+    let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let tap = seen.clone();
+    let a = p.a;
+    p.c.set_on_transmit(move |t| {
+        if t.node == a {
+            tap.borrow_mut().push(t.bytes.to_vec());
+        }
+    });
+    // a's latest datagram again, with an optional frame of a future kind appended (kind 0xC1,
+    // 3 bytes of body): the unknown frame is skipped, the rest is processed as usual.
+    p.c.run_for(Duration::from_millis(1_100))
+        .expect("harness ran");
+    let mut datagram = seen.borrow().last().cloned().expect("a has sent datagrams");
+    datagram.extend_from_slice(&[0xC1, 3, 1, 2, 3]);
+    let before = p.c.node(p.b).session_info(p.sb).expect("alive").stats;
+    let (now, to) = (p.c.now(), p.c.locator(p.b));
+    p.c.net_mut().send(now, a, to, &datagram);
+    p.c.run_for(Duration::from_millis(10)).expect("harness ran");
+    let after = p.c.node(p.b).session_info(p.sb).expect("alive").stats;
+    assert_eq!(after.frames_unknown, before.frames_unknown + 1);
+    assert_eq!(
+        after.datagrams_received,
+        before.datagrams_received + 1,
+        "the datagram counted as valid"
+    );
+    assert_eq!(p.c.node(p.b).stats().datagrams_invalid, 0);
+}
