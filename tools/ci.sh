@@ -14,6 +14,15 @@ for component in rustfmt clippy; do
   fi
 done
 cargo --version
+# The fuzz package's libfuzzer-sys builds libFuzzer's C++ sources.
+if ! command -v c++ >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+  else
+    echo "a C++ compiler (g++ or clang++) is needed: install one, e.g. apt-get install g++" >&2
+    exit 1
+  fi
+fi
 
 stage "format"
 cargo fmt --all -- --check
