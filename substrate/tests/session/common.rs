@@ -119,6 +119,8 @@ pub(crate) struct Transfer {
     pub(crate) max_retained: u64,
     /// Whether `b` reads (a stopped consumer does not).
     pub(crate) reading: bool,
+    /// The next message, refused for backpressure and handed back.
+    refused: Option<bytes::Bytes>,
 }
 
 impl Transfer {
@@ -141,6 +143,7 @@ impl Transfer {
             max_buffered: 0,
             max_retained: 0,
             reading: true,
+            refused: None,
         }
     }
 
@@ -159,7 +162,11 @@ impl Transfer {
         let (sa, sb) = (p.sa, p.sb);
         while self.offered < self.total {
             let n = self.offered;
-            let body = payload(n, self.size_of(n));
+            // A refused offer hands the message back: keep it for the next try.
+            let body = self
+                .refused
+                .take()
+                .unwrap_or_else(|| payload(n, self.size_of(n)));
             match p
                 .c
                 .with_node(p.a, |e, now, _| e.offer(now, sa, STREAM, body))
@@ -168,7 +175,10 @@ impl Transfer {
                     assert_eq!(number, n, "message numbers are consecutive");
                     self.offered += 1;
                 }
-                Err(OfferError::BackPressured(_)) => break,
+                Err(OfferError::BackPressured(body)) => {
+                    self.refused = Some(body);
+                    break;
+                }
                 Err(e) => panic!("offer of message {n} failed: {e}"),
             }
         }

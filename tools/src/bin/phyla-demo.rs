@@ -123,6 +123,8 @@ struct Act {
     started: Instant,
     /// The loss line being merged: messages, ranges, first and last message number.
     pending_loss: (u64, u64, u64, u64),
+    /// The next message, refused for backpressure and handed back.
+    refused: Option<Bytes>,
 }
 
 impl Act {
@@ -156,6 +158,7 @@ impl Act {
             },
             started: Instant::ZERO,
             pending_loss: (0, 0, 0, 0),
+            refused: None,
         };
         while act.sb.0 == u32::MAX {
             if !act.step(0) {
@@ -199,13 +202,17 @@ impl Act {
         let (sa, sb) = (self.sa, self.sb);
         while self.report.offered < total {
             let n = self.report.offered;
-            let body = payload(n);
+            // A refused offer hands the message back: keep it for the next try.
+            let body = self.refused.take().unwrap_or_else(|| payload(n));
             match self
                 .c
                 .with_node(self.a, |e, now, _| e.offer(now, sa, STREAM, body))
             {
                 Ok(_) => self.report.offered += 1,
-                Err(OfferError::BackPressured(_)) => break,
+                Err(OfferError::BackPressured(body)) => {
+                    self.refused = Some(body);
+                    break;
+                }
                 Err(e) => {
                     self.note(format!("offer failed: {e}"));
                     return false;
