@@ -120,7 +120,7 @@ pub(crate) struct Transfer {
     /// Whether `b` reads (a stopped consumer does not).
     pub(crate) reading: bool,
     /// The next message, refused for backpressure and handed back.
-    refused: Option<bytes::Bytes>,
+    refused: Option<Bytes>,
 }
 
 impl Transfer {
