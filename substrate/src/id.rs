@@ -69,9 +69,31 @@ impl ConnectionId {
 #[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct StreamId(pub u32);
 
-/// A session's slot in the local endpoint: cheap to copy, meaningless to any other node.
+/// A session's slot in the local endpoint: cheap to copy, meaningless to any other node. It
+/// carries the slot's generation, so a handle kept after its session ended never reaches the
+/// session that reuses the slot.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct SessionHandle(pub u32);
+pub struct SessionHandle {
+    slot: u32,
+    generation: u32,
+}
+
+impl SessionHandle {
+    /// The handle of `slot` in its `generation`th use.
+    pub const fn new(slot: u32, generation: u32) -> Self {
+        Self { slot, generation }
+    }
+
+    /// The slot index.
+    pub const fn slot(self) -> u32 {
+        self.slot
+    }
+
+    /// How many sessions used the slot before this one.
+    pub const fn generation(self) -> u32 {
+        self.generation
+    }
+}
 
 /// Where a node can be reached now. A node may have several and may change them; nothing above
 /// the session layer should hold on to one.

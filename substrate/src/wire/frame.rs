@@ -199,8 +199,9 @@ pub struct Close<'a> {
     pub reason: &'a str,
 }
 
-/// Stable close codes, documented in `docs/protocol.md`. Never renumbered.
-#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+/// Stable close codes, documented in `docs/protocol.md`. Never renumbered. Codes compare by
+/// their wire value, so `Other(1)` equals `ProtocolViolation`, as it would after a round trip.
+#[derive(Clone, Copy, Debug)]
 pub enum CloseCode {
     /// The application closed the session.
     Normal,
@@ -239,6 +240,19 @@ impl CloseCode {
             4 => Self::Refused,
             c => Self::Other(c),
         }
+    }
+}
+
+impl PartialEq for CloseCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_u16() == other.to_u16()
+    }
+}
+impl Eq for CloseCode {}
+
+impl core::hash::Hash for CloseCode {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.to_u16().hash(state);
     }
 }
 

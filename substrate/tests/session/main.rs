@@ -7,6 +7,7 @@ mod common;
 mod determinism;
 mod handshake;
 mod invalid_input;
+mod lifecycle;
 mod liveness;
 mod loss_burst;
 mod lossy_delivery;

@@ -91,8 +91,8 @@ impl Duo {
             flight: Vec::new(),
             events: [Vec::new(), Vec::new()],
             drop: Box::new(|_| false),
-            sa: SessionHandle(0),
-            sb: SessionHandle(0),
+            sa: SessionHandle::new(0, 0),
+            sb: SessionHandle::new(0, 0),
             dropped: 0,
             sent: [0, 0],
         };

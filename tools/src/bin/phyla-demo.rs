@@ -118,9 +118,11 @@ struct Act {
     a: NodeIdx,
     b: NodeIdx,
     sa: SessionHandle,
-    sb: SessionHandle,
+    /// The receiver's handle, once its `Connected` arrives.
+    sb: Option<SessionHandle>,
+    /// Whether the sender has seen `Connected`.
+    a_connected: bool,
     report: ActReport,
-    started: Instant,
     /// The loss line being merged: messages, ranges, first and last message number.
     pending_loss: (u64, u64, u64, u64),
     /// The next message, refused for backpressure and handed back.
@@ -151,16 +153,16 @@ impl Act {
             a,
             b,
             sa,
-            sb: SessionHandle(u32::MAX),
+            sb: None,
+            a_connected: false,
             report: ActReport {
                 name,
                 ..ActReport::default()
             },
-            started: Instant::ZERO,
             pending_loss: (0, 0, 0, 0),
             refused: None,
         };
-        while act.sb.0 == u32::MAX {
+        while act.sb.is_none() || !act.a_connected {
             if !act.step(0) {
                 bail!("handshake did not complete");
             }
@@ -170,7 +172,7 @@ impl Act {
 
     /// Reports a loss; reports at the same instant are merged into one timeline line.
     fn note_loss(&mut self, who: &str, range: &Range<u64>) {
-        let t = (self.c.now() - self.started).as_secs_f64();
+        let t = (self.c.now() - Instant::ZERO).as_secs_f64();
         let n = range.end - range.start;
         if let Some((last_t, line)) = self.report.timeline.last_mut() {
             if *last_t == t && line.starts_with(&format!("{who}: lost ")) {
@@ -193,7 +195,7 @@ impl Act {
     }
 
     fn note(&mut self, what: String) {
-        let t = (self.c.now() - self.started).as_secs_f64();
+        let t = (self.c.now() - Instant::ZERO).as_secs_f64();
         self.report.timeline.push((t, what));
     }
 
@@ -219,7 +221,7 @@ impl Act {
                 }
             }
         }
-        if sb.0 != u32::MAX {
+        if let Some(sb) = sb {
             let got = self.c.with_node(self.b, |e, _, _| {
                 std::iter::from_fn(|| e.recv(sb, STREAM)).collect::<Vec<_>>()
             });
@@ -238,7 +240,9 @@ impl Act {
                 match e {
                     Event::Connected { session, peer } => {
                         if node == self.b {
-                            self.sb = session;
+                            self.sb = Some(session);
+                        } else {
+                            self.a_connected = true;
                         }
                         self.note(format!("{who}: connected to node {peer}"));
                     }
@@ -270,10 +274,18 @@ impl Act {
         let deadline = self.c.now() + Duration::from_secs(600);
         while self.report.delivered + self.lost_count() < count {
             if self.c.now() > deadline || !self.step(total) {
+                let timeline: Vec<String> = self
+                    .report
+                    .timeline
+                    .iter()
+                    .map(|(t, w)| format!("t={t:.3}s {w}"))
+                    .collect();
                 bail!(
-                    "{}: stalled at {} of {count} messages",
+                    "{}: stalled after {} of the first {count} messages were delivered or lost; \
+                     timeline: {}",
                     self.report.name,
-                    self.report.delivered
+                    self.report.delivered + self.lost_count(),
+                    timeline.join("; ")
                 );
             }
         }
@@ -290,10 +302,11 @@ impl Act {
         let r = &mut self.report;
         r.in_order = exactly_once_in_order(&r.delivered_numbers, &r.lost, total)
             && !r.timeline.iter().any(|(_, w)| w.contains("corrupted"));
-        r.virtual_s = (self.c.now() - self.started).as_secs_f64();
+        r.virtual_s = (self.c.now() - Instant::ZERO).as_secs_f64();
         let info = |node, s| self.c.node(node).session_info(s).map(|i| i.stats);
         r.sender = info(self.a, self.sa).context("sender session closed")?;
-        r.receiver = info(self.b, self.sb).context("receiver session closed")?;
+        let sb = self.sb.context("receiver never connected")?;
+        r.receiver = info(self.b, sb).context("receiver session closed")?;
         let net = self.c.net().stats();
         r.datagrams_dropped_by_network = net.dropped_loss + net.dropped_partition + net.unroutable;
         Ok(self.report)
@@ -327,7 +340,6 @@ fn payload(n: u64) -> Bytes {
 fn act_reliable(o: &Options) -> Result<ActReport> {
     let total = o.messages;
     let mut act = Act::new("reliable", o, SessionConfig::default())?;
-    act.started = act.c.now();
     act.run_until_delivered(total, total / 3)?;
     let moved_to = test_locator(1_000);
     act.note(format!("sender moves to {moved_to}"));
@@ -353,7 +365,6 @@ fn act_bounded(o: &Options) -> Result<ActReport> {
         ..SessionConfig::default()
     };
     let mut act = Act::new("bounded-retransmit", o, config)?;
-    act.started = act.c.now();
     act.run_until_delivered(total, total / 2)?;
     act.note("data direction blacked out for 1 s (retransmit window: 2 MiB)".into());
     let (a, b) = (act.a, act.b);
@@ -420,7 +431,8 @@ fn act_json(r: &ActReport) -> serde_json::Value {
         "in_order_exactly_once": r.in_order,
         "virtual_seconds": r.virtual_s,
         "goodput_bytes_per_virtual_second": r.delivered_bytes as f64 / r.virtual_s,
-        "datagrams_sent": r.sender.datagrams_sent + r.receiver.datagrams_sent,
+        "datagrams_sent_by_sender": r.sender.datagrams_sent,
+        "datagrams_sent_by_receiver": r.receiver.datagrams_sent,
         "datagrams_dropped_by_network": r.datagrams_dropped_by_network,
         "fragments_sent": r.sender.fragments_sent,
         "fragments_retransmitted": r.sender.fragments_retransmitted,
@@ -429,6 +441,7 @@ fn act_json(r: &ActReport) -> serde_json::Value {
         "fragments_duplicate": r.receiver.fragments_duplicate,
         "gaps_sent": r.sender.gaps_sent,
         "path_migrations": r.timeline.iter().filter(|(_, w)| w.contains("path validated")).count(),
+        "timeline": r.timeline.iter().map(|(t, w)| json!({"t_seconds": t, "what": w})).collect::<Vec<_>>(),
     })
 }
 
@@ -481,6 +494,10 @@ fn main() -> ExitCode {
         "messages_per_act": o.messages,
         "loss": o.loss,
         "latency_ms": o.latency_ms,
+        "jitter_ms": o.latency_ms as f64 / 5.0,
+        "duplication": 0.01,
+        "reordering": 0.02,
+        "reorder_delay_ms": 2,
         "bandwidth_bytes_per_second": o.bandwidth_mbytes * 1_000_000,
         "acts": reports.iter().map(act_json).collect::<Vec<_>>(),
         "wall_seconds": wall_s,

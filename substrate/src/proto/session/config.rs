@@ -107,6 +107,19 @@ impl EndpointConfig {
                 why: "must hold at least one datagram",
             });
         }
+        // Sizes travel as handshake parameters and flow-control offsets: keep them well inside
+        // the wire's 62-bit varints (2^48 bytes is 256 TiB).
+        let sizes = [
+            Some(s.window_bytes),
+            Some(s.send_buffer_bytes),
+            s.retransmit_window_bytes,
+        ];
+        if sizes.into_iter().flatten().any(|b| b > MAX_WINDOW_BYTES) {
+            return Err(ConfigError::Invalid {
+                setting: "window_bytes/send_buffer_bytes/retransmit_window_bytes",
+                why: "must be at most 2^48",
+            });
+        }
         if s.send_buffer_bytes == 0 || s.max_streams == 0 {
             return Err(ConfigError::Invalid {
                 setting: "send_buffer_bytes/max_streams",
@@ -134,6 +147,9 @@ impl EndpointConfig {
         Ok(())
     }
 }
+
+/// Largest window or buffer size a configuration may name.
+pub const MAX_WINDOW_BYTES: u64 = 1 << 48;
 
 /// Smallest datagram a session will work with: the header, a handshake and some payload.
 pub const MIN_DATAGRAM_BYTES: usize = 128;

@@ -54,7 +54,15 @@ struct Closing {
     /// Graceful close: wait until every stream is flushed before sending the Close.
     flush: bool,
     frame_due: bool,
+    /// Where the Close goes: the path, or where the latest stray datagram came from.
+    to: Option<Locator>,
+    /// Close frames sent so far, and when to send the next unprompted one.
+    sends: u32,
+    resend_at: Instant,
 }
+
+/// Close frames a draining session sends unprompted (it also answers every stray datagram).
+const CLOSE_SENDS: u32 = 3;
 
 /// Candidate locators validated at once. More than one, so that junk injected from a made-up
 /// address cannot hold up the validation of the peer's real new one; the oldest gives way.
@@ -88,6 +96,11 @@ pub(crate) struct Session {
     next_heartbeat_id: u64,
     handshake_due: bool,
     handshake_deadline: Option<Instant>,
+    /// The peer has shown it holds this session: the initiator got the Accept, or the responder
+    /// got a datagram on its own connection id. Until then only handshake frames are sent.
+    confirmed: bool,
+    /// Streams that already had a NAK acted on in the datagram being processed.
+    nak_streams_seen: Vec<StreamId>,
     /// When the only handshake frame so far went out. The answer to it (the Accept, or the
     /// initiator's first datagram after the Accept) gives the first RTT sample; none if it had to
     /// be sent again (Karn).
@@ -185,6 +198,8 @@ impl Session {
             next_heartbeat_id: 1,
             handshake_due: false,
             handshake_deadline: None,
+            confirmed: false,
+            nak_streams_seen: Vec::new(),
             handshake_sent_at: None,
             handshakes_sent: 0,
             handshake_backoff: 0,
@@ -357,13 +372,29 @@ impl Session {
     }
 
     /// Starts a close: graceful (`flush`) waits for every stream to be acknowledged first.
-    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, flush: bool) {
-        if self.closing.is_some() || matches!(self.state, State::Draining { .. } | State::Closed) {
+    pub(crate) fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        flush: bool,
+        events: &mut VecDeque<Event>,
+    ) {
+        if matches!(self.state, State::Draining { .. } | State::Closed) {
+            return;
+        }
+        // A pending graceful close may wait forever on a peer that stopped reading: an abort
+        // replaces it. Anything else leaves the close already under way alone.
+        if self.closing.as_ref().is_some_and(|c| !c.flush || flush) {
             return;
         }
         if self.state == State::Handshaking {
             // The peer holds nothing worth telling (a Close would go to connection id 0).
             self.state = State::Closed;
+            let cause = CloseCause::Local(code);
+            events.push_back(Event::Closed {
+                session: self.handle,
+                cause,
+            });
             return;
         }
         let mut reason = reason.to_owned();
@@ -375,6 +406,9 @@ impl Session {
             reason,
             flush,
             frame_due: !flush,
+            to: None,
+            sends: 0,
+            resend_at: Instant::MAX,
         });
         self.check_flushed();
     }
@@ -391,12 +425,19 @@ impl Session {
 
     // ---- inputs -------------------------------------------------------------------------------
 
-    /// The responder's answer to a retransmitted Hello: send Accept again.
-    pub(crate) fn on_hello_again(&mut self, now: Instant) {
-        self.last_received = now;
-        if self.role == Role::Responder && self.state == State::Established {
+    /// A repeated Hello: the Accept was lost. Answer where the Hello came from (the initiator
+    /// may have moved meanwhile). Not a sign of life: replayed Hellos must not keep a session
+    /// that never heard from its peer alive, and once the peer is confirmed they are stale.
+    pub(crate) fn on_hello_again(&mut self, from: Locator) {
+        if self.role == Role::Responder && self.state == State::Established && !self.confirmed {
+            self.path = from;
             self.handshake_due = true;
         }
+    }
+
+    /// The (peer, peer connection id) of the Hello this responder session answered.
+    pub(crate) fn hello_key(&self) -> Option<(NodeId, ConnectionId)> {
+        (self.role == Role::Responder).then_some((self.peer?, self.peer_cid))
     }
 
     /// A datagram for this session whose frames all decoded.
@@ -414,13 +455,17 @@ impl Session {
         match self.state {
             State::Closed => return,
             State::Draining { .. } => {
+                // The peer has not heard the Close: say it again, to where it speaks from.
                 if let Some(c) = &mut self.closing {
                     c.frame_due = true;
+                    c.to = Some(from);
                 }
                 return;
             }
             State::Handshaking | State::Established => {}
         }
+        self.confirmed |= self.role == Role::Responder;
+        self.nak_streams_seen.clear();
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += len as u64;
         self.last_received = now;
@@ -430,6 +475,11 @@ impl Session {
             }
         }
         for frame in frames.flatten() {
+            // Before the Accept, only handshake frames count: the peer's data waits for repair,
+            // so the application hears `Connected` before anything else of this session.
+            if self.state == State::Handshaking && !matches!(frame, Frame::Handshake(_)) {
+                continue;
+            }
             self.on_frame(now, from, frame, config, events);
             if self.state == State::Closed {
                 return;
@@ -464,6 +514,13 @@ impl Session {
             }
             Frame::Nak(n) => {
                 self.stats.naks_received += 1;
+                // One NAK per stream per datagram: a NAK costs a pass over the retained
+                // fragments, and a peer must not multiply that by packing a datagram with them.
+                if self.nak_streams_seen.contains(&n.stream) {
+                    self.stats.naks_ignored += 1;
+                    return;
+                }
+                self.nak_streams_seen.push(n.stream);
                 let stale = self.rtt.smoothed();
                 let ok = self.send.get_mut(&n.stream).is_some_and(|s| {
                     s.on_nak(now, stale, n.received_end, n.ranges.iter())
@@ -553,8 +610,8 @@ impl Session {
         }
         let version_ok = h.versions.len() == 1 && SUPPORTED_VERSIONS.contains(&h.versions[0]);
         if !version_ok || h.source_cid == ConnectionId::NONE {
+            // Anyone who saw the Hello can forge an Accept: count it and wait for the real one.
             self.stats.frames_invalid += 1;
-            self.close(CloseCode::ProtocolViolation, "bad accept", false);
             return;
         }
         self.peer_cid = h.source_cid;
@@ -564,6 +621,7 @@ impl Session {
             self.rtt.on_sample(now - sent);
         }
         self.state = State::Established;
+        self.confirmed = true;
         self.handshake_due = false;
         self.handshake_deadline = None;
         // Answer at once, so the responder's first RTT sample (Accept to here) is a round trip.
@@ -609,11 +667,10 @@ impl Session {
         stream: StreamId,
         events: &mut VecDeque<Event>,
     ) -> Option<&mut RecvStream> {
-        let _ = events;
         if !self.recv.contains_key(&stream) {
             if self.recv.len() >= config.max_streams as usize {
                 self.stats.frames_invalid += 1;
-                self.close(CloseCode::StreamLimit, "too many streams", false);
+                self.close(CloseCode::StreamLimit, "too many streams", false, events);
                 return None;
             }
             let r = RecvStream::new(stream, config.window_bytes);
@@ -654,15 +711,21 @@ impl Session {
             State::Draining { until } => {
                 if now >= until {
                     self.state = State::Closed;
+                } else if let Some(c) = self.closing.as_mut() {
+                    if now >= c.resend_at && c.sends < CLOSE_SENDS {
+                        c.frame_due = true;
+                        c.resend_at = Instant::MAX;
+                    }
                 }
                 return;
             }
             State::Handshaking | State::Established => {}
         }
-        let idle_since = if self.state == State::Handshaking {
-            self.started
-        } else {
+        // A session whose peer never confirmed it lives only the idle timeout from its start.
+        let idle_since = if self.confirmed {
             self.last_received
+        } else {
+            self.started
         };
         if now >= idle_since + self.idle_timeout {
             events.push_back(Event::PeerTimedOut { session: handle });
@@ -714,12 +777,16 @@ impl Session {
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
         let mut t = match self.state {
             State::Closed => return None,
-            State::Draining { until } => return Some(until),
+            State::Draining { until } => {
+                let resend = self.closing.as_ref().filter(|c| c.sends < CLOSE_SENDS);
+                return Some(resend.map_or(until, |c| c.resend_at.min(until)));
+            }
             State::Handshaking => {
                 let idle = self.started + self.idle_timeout;
                 return Some(self.handshake_deadline.map_or(idle, |d| d.min(idle)));
             }
-            State::Established => self.last_received + self.idle_timeout,
+            State::Established if self.confirmed => self.last_received + self.idle_timeout,
+            State::Established => self.started + self.idle_timeout,
         };
         t = t.min(self.heartbeat_deadline);
         for v in &self.validations {
@@ -762,6 +829,7 @@ impl Session {
             w.put(&Frame::PathChallenge(token));
             return Some(self.sent(w, target));
         }
+        let pto = self.rtt.pto();
         if let Some(c) = self.closing.as_mut().filter(|c| c.frame_due) {
             c.frame_due = false;
             let code = c.code;
@@ -769,8 +837,15 @@ impl Session {
                 code,
                 reason: &c.reason,
             }));
+            c.sends += 1;
+            c.resend_at = now + pto.saturating_mul(1 << c.sends.min(16));
+            let to = c.to.unwrap_or(self.path);
             if !matches!(self.state, State::Draining { .. }) {
-                let until = now + self.rtt.pto().saturating_mul(3);
+                // Drain long enough to hear an idle peer's next heartbeat and answer it.
+                let until = now
+                    + pto
+                        .saturating_mul(3)
+                        .max(config.heartbeat_interval + pto * 2);
                 self.state = State::Draining { until };
                 let cause = CloseCause::Local(code);
                 events.push_back(Event::Closed {
@@ -778,7 +853,7 @@ impl Session {
                     cause,
                 });
             }
-            return Some(self.sent(w, self.path));
+            return Some(self.sent(w, to));
         }
         if matches!(self.state, State::Draining { .. }) {
             return None;
@@ -819,7 +894,12 @@ impl Session {
             }));
             return Some(self.sent(w, self.path));
         }
-        if self.state != State::Established || self.peer_cid == ConnectionId::NONE {
+        // Until the peer is confirmed (a datagram on this session's id), a responder sends only
+        // its Accept: a forged Hello must not turn it into a traffic source.
+        if self.state != State::Established
+            || self.peer_cid == ConnectionId::NONE
+            || !self.confirmed
+        {
             return None;
         }
         self.write_control(now, config, &mut w);

@@ -71,7 +71,9 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-pub use config::{ConfigError, EndpointConfig, MIN_DATAGRAM_BYTES, SessionConfig};
+pub use config::{
+    ConfigError, EndpointConfig, MAX_WINDOW_BYTES, MIN_DATAGRAM_BYTES, SessionConfig,
+};
 pub use event::{CloseCause, ConnectError, Event, Message, OfferError};
 pub use stats::{EndpointStats, SessionStats};
 
@@ -83,12 +85,16 @@ use crate::proto::rate::Rate;
 use crate::rand::Rng;
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    Close, CloseCode, Frame, HandshakeStage, Header, SUPPORTED_VERSIONS, VERSION_1, decode_datagram,
+    Close, CloseCode, DecodeError, Frame, HandshakeStage, Header, SUPPORTED_VERSIONS, VERSION_1,
+    decode_datagram,
 };
 use conn::Session;
 
 /// Most stateless replies (refusals) waiting to be sent; more are dropped and counted.
 const MAX_PENDING_REPLIES: usize = 64;
+
+/// Most Hellos of ended sessions remembered, to refuse their late or replayed copies.
+const MAX_RETIRED_HELLOS: usize = 4096;
 
 /// What each data fragment costs against flow control, the receive window, the send buffer
 /// and the retransmit window, on top of its payload. It stands for the per-fragment memory a
@@ -105,10 +111,16 @@ pub(crate) fn charged(payload_bytes: usize) -> u64 {
 pub struct Endpoint {
     config: EndpointConfig,
     sessions: Vec<Option<Session>>,
-    /// Free slots, reused oldest first so a handle is not recycled while its events are fresh.
+    /// Free slots, reused oldest first (handles carry a generation, so reuse is safe anyway).
     free: VecDeque<u32>,
     by_cid: HashMap<ConnectionId, SessionHandle>,
     by_hello: HashMap<(NodeId, ConnectionId), SessionHandle>,
+    /// Per slot, how many sessions have used it: the generation of the next handle.
+    generations: Vec<u32>,
+    /// Hellos of sessions that ended recently, with when they may be forgotten.
+    retired: VecDeque<((NodeId, ConnectionId), Instant)>,
+    /// The latest time the driver passed in.
+    now: Instant,
     replies: VecDeque<(Locator, ConnectionId, CloseCode, &'static str)>,
     events: VecDeque<Event>,
     next_turn: usize,
@@ -143,6 +155,9 @@ impl Endpoint {
             free: VecDeque::new(),
             by_cid: HashMap::default(),
             by_hello: HashMap::default(),
+            generations: Vec::new(),
+            retired: VecDeque::new(),
+            now: Instant::ZERO,
             replies: VecDeque::new(),
             events: VecDeque::new(),
             next_turn: 0,
@@ -225,20 +240,20 @@ impl Endpoint {
     /// sent and [`Event::Closed`] reported.
     pub fn close(&mut self, session: SessionHandle) {
         if let Some(s) = slot(&mut self.sessions, session) {
-            s.close(CloseCode::Normal, "", true);
+            s.close(CloseCode::Normal, "", true, &mut self.events);
         }
     }
 
     /// Closes a session now, with `code` and `reason`, dropping unsent data.
     pub fn abort(&mut self, session: SessionHandle, code: CloseCode, reason: &str) {
         if let Some(s) = slot(&mut self.sessions, session) {
-            s.close(code, reason, false);
+            s.close(code, reason, false, &mut self.events);
         }
     }
 
     /// A snapshot of a session.
     pub fn session_info(&self, session: SessionHandle) -> Option<SessionInfo> {
-        let s = self.sessions.get(session.0 as usize)?.as_ref()?;
+        let s = self.get(session)?;
         Some(SessionInfo {
             peer: s.peer,
             path: s.path(),
@@ -250,27 +265,18 @@ impl Endpoint {
 
     /// Bytes the receive half of a stream holds (bounded by the window).
     pub fn buffered_bytes(&self, session: SessionHandle, stream: StreamId) -> Option<u64> {
-        self.sessions
-            .get(session.0 as usize)?
-            .as_ref()?
-            .buffered_bytes(stream)
+        self.get(session)?.buffered_bytes(stream)
     }
 
     /// Bytes the send half of a stream keeps for retransmission (bounded by the retransmit
     /// window).
     pub fn retained_bytes(&self, session: SessionHandle, stream: StreamId) -> Option<u64> {
-        self.sessions
-            .get(session.0 as usize)?
-            .as_ref()?
-            .retained_bytes(stream)
+        self.get(session)?.retained_bytes(stream)
     }
 
     /// Bytes offered on a stream and not yet sent (bounded by the send buffer).
     pub fn queued_bytes(&self, session: SessionHandle, stream: StreamId) -> Option<u64> {
-        self.sessions
-            .get(session.0 as usize)?
-            .as_ref()?
-            .queued_bytes(stream)
+        self.get(session)?.queued_bytes(stream)
     }
 
     /// Endpoint counters.
@@ -294,46 +300,64 @@ impl Endpoint {
         }
     }
 
+    fn get(&self, h: SessionHandle) -> Option<&Session> {
+        self.sessions
+            .get(h.slot() as usize)?
+            .as_ref()
+            .filter(|s| s.handle == h)
+    }
+
     fn allocate(&mut self) -> Option<SessionHandle> {
         if let Some(i) = self.free.pop_front() {
-            return Some(SessionHandle(i));
+            return Some(SessionHandle::new(i, self.generations[i as usize]));
         }
         if self.sessions.len() >= self.config.max_sessions {
             return None;
         }
         self.sessions.push(None);
-        Some(SessionHandle((self.sessions.len() - 1) as u32))
+        self.generations.push(0);
+        Some(SessionHandle::new((self.sessions.len() - 1) as u32, 0))
     }
 
     fn install(&mut self, s: Session) {
         self.by_cid.insert(s.local_cid, s.handle);
-        let i = s.handle.0 as usize;
+        let i = s.handle.slot() as usize;
         self.sessions[i] = Some(s);
     }
 
     fn remove(&mut self, handle: SessionHandle) {
-        let Some(s) = self
-            .sessions
-            .get_mut(handle.0 as usize)
-            .and_then(Option::take)
-        else {
+        let now = self.now;
+        let i = handle.slot() as usize;
+        if self.get(handle).is_none() {
+            return;
+        }
+        let Some(s) = self.sessions[i].take() else {
             return;
         };
         self.by_cid.remove(&s.local_cid);
-        self.by_hello.retain(|_, h| *h != handle);
-        self.free.push_back(handle.0);
+        if let Some(key) = s.hello_key() {
+            self.by_hello.remove(&key);
+            // A late or replayed copy of this Hello must not open a phantom session.
+            if self.retired.len() == MAX_RETIRED_HELLOS {
+                self.retired.pop_front();
+            }
+            let until = now + self.config.session.idle_timeout.saturating_mul(3);
+            self.retired.push_back((key, until));
+        }
+        self.generations[i] = self.generations[i].wrapping_add(1);
+        self.free.push_back(handle.slot());
     }
 
+    /// Frees sessions that are over and fully read.
     fn reap_finished(&mut self) {
-        let done: Vec<SessionHandle> = self
-            .sessions
-            .iter()
-            .flatten()
-            .filter(|s| s.is_finished())
-            .map(|s| s.handle)
-            .collect();
-        for h in done {
-            self.remove(h);
+        for i in 0..self.sessions.len() {
+            if let Some(h) = self.sessions[i]
+                .as_ref()
+                .filter(|s| s.is_finished())
+                .map(|s| s.handle)
+            {
+                self.remove(h);
+            }
         }
     }
 
@@ -368,10 +392,18 @@ impl Endpoint {
             self.stats.invalid_protocol += 1;
             return;
         }
-        if let Some(&h) = self.by_hello.get(&(hello.node_id, hello.source_cid)) {
+        let key = (hello.node_id, hello.source_cid);
+        if let Some(&h) = self.by_hello.get(&key) {
             if let Some(s) = slot(&mut self.sessions, h) {
-                s.on_hello_again(now);
+                s.on_hello_again(from);
             }
+            return;
+        }
+        while self.retired.front().is_some_and(|&(_, until)| until <= now) {
+            self.retired.pop_front();
+        }
+        if self.retired.iter().any(|&(k, _)| k == key) {
+            self.stats.hellos_stale += 1;
             return;
         }
         let common = hello
@@ -432,7 +464,19 @@ impl Protocol for Endpoint {
     type Event = Event;
 
     fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &[u8], rng: &mut Rng) {
+        self.now = now;
         self.stats.datagrams_received += 1;
+        let max = self.config.session.max_datagram_bytes;
+        if datagram.len() > max {
+            // No peer is told it may send more than this (the handshake advertises it).
+            let len = datagram.len() as u64;
+            let max = max as u64;
+            return self.stats.count_invalid(DecodeError::Oversized {
+                field: "datagram",
+                len,
+                max,
+            });
+        }
         let (header, frames) = match decode_datagram(datagram) {
             Ok(x) => x,
             Err(e) => return self.stats.count_invalid(e),
@@ -466,6 +510,7 @@ impl Protocol for Endpoint {
     }
 
     fn handle_timeout(&mut self, now: Instant, _rng: &mut Rng) {
+        self.now = now;
         let config = &self.config.session;
         for s in self.sessions.iter_mut().flatten() {
             if s.next_timeout().is_some_and(|t| now >= t) {
@@ -476,6 +521,7 @@ impl Protocol for Endpoint {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.now = now;
         if let Some((to, cid, code, reason)) = self.replies.pop_front() {
             buf.clear();
             buf.resize(crate::wire::HEADER_LEN + 8 + reason.len(), 0);
@@ -520,6 +566,10 @@ impl Protocol for Endpoint {
     }
 }
 
+/// The session behind `h`, if it is still the one `h` was issued for.
 fn slot(sessions: &mut [Option<Session>], h: SessionHandle) -> Option<&mut Session> {
-    sessions.get_mut(h.0 as usize)?.as_mut()
+    sessions
+        .get_mut(h.slot() as usize)?
+        .as_mut()
+        .filter(|s| s.handle == h)
 }

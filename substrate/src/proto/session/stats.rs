@@ -32,6 +32,9 @@ pub struct SessionStats {
     pub naks_sent: u64,
     /// NAK frames received.
     pub naks_received: u64,
+    /// NAK frames ignored: a datagram carried more than one for the same stream (only the first
+    /// is acted on, which bounds the work one datagram can cause).
+    pub naks_ignored: u64,
     /// Gap frames sent (repair refused: data no longer held).
     pub gaps_sent: u64,
     /// Fragments dropped unacknowledged from the retransmit window.
@@ -77,6 +80,8 @@ pub struct EndpointStats {
     pub hellos_refused: u64,
     /// Stateless replies dropped because too many were queued.
     pub replies_dropped: u64,
+    /// Late or replayed Hellos of sessions that already ended, ignored.
+    pub hellos_stale: u64,
 }
 
 impl EndpointStats {
