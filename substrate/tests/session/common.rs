@@ -179,7 +179,10 @@ impl Transfer {
                     self.refused = Some(body);
                     break;
                 }
-                Err(e) => panic!("offer of message {n} failed: {e}"),
+                Err(e) => panic!(
+                    "offer of message {n} failed: {e}; a's events {:?}",
+                    p.c.events(p.a)
+                ),
             }
         }
         if self.reading {

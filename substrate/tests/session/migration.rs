@@ -4,9 +4,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use substrate::id::StreamId;
 use substrate::proto::session::{Event, SessionConfig};
 use substrate::testing::{LinkConfig, Loss, test_locator};
 use substrate::time::Duration;
+use substrate::wire::{Data, DataFlags, Frame, HEADER_LEN};
 
 use crate::common::{Pair, Transfer, endpoint, events};
 
@@ -75,13 +77,29 @@ fn session_survives_receiver_locator_change_without_loss() {
     migrate_mid_stream(false);
 }
 
+/// A frame that looks new to the session: data on a stream the peer never used. Without
+/// authentication (later work) anyone who knows the connection id can inject this.
+fn forged_data() -> Frame<'static> {
+    Frame::Data(Data {
+        stream: StreamId(9),
+        sequence: 0,
+        flags: DataFlags::WHOLE,
+        message: 0,
+        payload: b"forged",
+    })
+}
+
+/// A datagram that reuses a session's connection id from an address that cannot answer a path
+/// challenge never moves the session. While the real path is alive, a pure replay carries
+/// nothing new and is not even challenged; a forged datagram that advances a stream is
+/// challenged, the challenge goes unanswered, and the session stays.
 #[test]
 fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
     let config = SessionConfig::default();
     let link = LinkConfig::default().latency(Duration::from_millis(5));
     let mut p = Pair::connect(22, link, config.clone(), config.clone());
-    // An on-path observer records a's datagrams to b; an attacker replays one from its own
-    // address. It holds no session state, so it cannot answer b's path challenge.
+    // An on-path observer records a's datagrams to b; an attacker sends from its own address. It
+    // holds no session state, so it cannot answer b's path challenge.
     let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
     let tap = seen.clone();
     let (a, b) = (p.a, p.b);
@@ -100,20 +118,35 @@ fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
     let to = p.c.locator(b);
     let now = p.c.now();
     p.c.net_mut().send(now, attacker, to, &captured);
+    p.c.run_for(Duration::from_millis(20)).expect("harness ran");
+    let info = p.c.node(b).session_info(p.sb).expect("session alive");
+    assert_eq!(
+        info.stats.path_challenges_sent, 0,
+        "a replay carries nothing new"
+    );
+
+    // Forged: the captured header (a valid connection id) with data no one sent.
+    let mut forged = captured[..HEADER_LEN].to_vec();
+    let mut frame = vec![0u8; 64];
+    let n = forged_data().encode(&mut frame).expect("fits");
+    forged.extend_from_slice(&frame[..n]);
+    let now = p.c.now();
+    p.c.net_mut().send(now, attacker, to, &forged);
     t.run(&mut p, Duration::from_secs(60));
     t.assert_all_delivered_in_order();
     p.c.run_for(Duration::from_secs(2)).expect("harness ran");
 
-    let ev = events(&mut p.c, b);
+    let mut ev = t.events_b.clone();
+    ev.extend(events(&mut p.c, b));
     assert!(
         !ev.iter().any(|e| matches!(e, Event::PathMigrated { .. })),
         "{ev:?}"
     );
     let info = p.c.node(b).session_info(p.sb).expect("session alive");
     assert_eq!(info.path, p.c.locator(a), "b still sends to the real peer");
-    assert!(
-        info.stats.path_challenges_sent >= 1,
-        "the new address was challenged"
+    assert_eq!(
+        info.stats.path_challenges_sent, 1,
+        "the forged datagram's address was challenged"
     );
     assert_eq!(
         info.stats.path_validations_failed, 1,
@@ -126,7 +159,7 @@ fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
 }
 
 #[test]
-fn session_migrates_despite_replayed_frame_from_another_address() {
+fn session_migrates_despite_forged_frame_from_another_address() {
     let config = SessionConfig::default();
     let mut p = Pair::connect(23, link(), config.clone(), config.clone());
     let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
@@ -148,10 +181,15 @@ fn session_migrates_despite_replayed_frame_from_another_address() {
     while p.c.now() < move_at {
         t.step(&mut p);
     }
-    // Junk first: b starts validating the attacker's address, which will never answer.
+    // Junk first: a forged datagram that advances a stream, from the attacker's address; b
+    // starts validating that address, which will never answer.
     let captured = seen.borrow().last().cloned().expect("a has sent datagrams");
+    let mut forged = captured[..HEADER_LEN].to_vec();
+    let mut frame = vec![0u8; 64];
+    let n = forged_data().encode(&mut frame).expect("fits");
+    forged.extend_from_slice(&frame[..n]);
     let (now, to) = (p.c.now(), p.c.locator(b));
-    p.c.net_mut().send(now, attacker, to, &captured);
+    p.c.net_mut().send(now, attacker, to, &forged);
     // Then the real move, while that validation is still pending.
     let new = test_locator(2_000);
     p.c.net_mut().rebind(a, new);
@@ -167,11 +205,9 @@ fn session_migrates_despite_replayed_frame_from_another_address() {
             .iter()
             .any(|e| matches!(e, Event::PathMigrated { to, .. } if *to == new))
     );
-    // It did not wait for the junk address to fail first: that validation was still pending
-    // when the peer answered from its new address, and was dropped as moot.
-    assert_eq!(info.stats.path_validations_failed, 0);
-    assert_eq!(
-        info.stats.path_challenges_sent, 2,
+    // The junk's validation was pending alongside the genuine one, and did not block it.
+    assert!(
+        info.stats.path_challenges_sent >= 2,
         "the junk address and the new one"
     );
 }

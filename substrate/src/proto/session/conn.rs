@@ -101,6 +101,10 @@ pub(crate) struct Session {
     confirmed: bool,
     /// Streams that already had a NAK acted on in the datagram being processed.
     nak_streams_seen: Vec<StreamId>,
+    /// Whether the datagram being processed advanced a stream (see `on_datagram`).
+    datagram_fresh: bool,
+    /// When a valid datagram last came from the current path.
+    heard_on_path: Instant,
     /// When the only handshake frame so far went out. The answer to it (the Accept, or the
     /// initiator's first datagram after the Accept) gives the first RTT sample; none if it had to
     /// be sent again (Karn).
@@ -200,6 +204,8 @@ impl Session {
             handshake_deadline: None,
             confirmed: false,
             nak_streams_seen: Vec::new(),
+            datagram_fresh: false,
+            heard_on_path: now,
             handshake_sent_at: None,
             handshakes_sent: 0,
             handshake_backoff: 0,
@@ -466,6 +472,7 @@ impl Session {
         }
         self.confirmed |= self.role == Role::Responder;
         self.nak_streams_seen.clear();
+        self.datagram_fresh = false;
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += len as u64;
         self.last_received = now;
@@ -485,7 +492,16 @@ impl Session {
                 return;
             }
         }
-        if from != self.path && self.state == State::Established {
+        // A datagram from elsewhere starts a move only if it advanced a stream, or if the
+        // current path has gone quiet for a PTO (a peer that moved while its acks were lost
+        // sends only repairs and heartbeats). A replayed or reordered stale datagram from an
+        // old address, while the path is alive, must not make the session flap back to it.
+        // (QUIC lets only the newest packet migrate; without packet numbers this is the proxy.)
+        if from == self.path {
+            self.heard_on_path = now;
+        } else if self.state == State::Established
+            && (self.datagram_fresh || now - self.heard_on_path >= self.rtt.pto())
+        {
             self.maybe_validate(now, from, rng);
         }
         self.check_flushed();
@@ -504,6 +520,8 @@ impl Session {
             Frame::Handshake(h) => self.on_handshake(now, config, &h, events),
             Frame::Data(d) => self.on_data(now, config, &d, events),
             Frame::Ack(a) => {
+                let before = self.send.get(&a.stream).map(SendStream::acked);
+                self.datagram_fresh |= before.is_some_and(|b| a.next_sequence > b);
                 let ok = self.send.get_mut(&a.stream).is_some_and(|s| {
                     s.on_ack(now, a.next_sequence, a.limit_bytes, &mut self.rtt)
                         .is_ok()
@@ -537,6 +555,7 @@ impl Session {
                 };
                 match r.on_gap(now, &g, delay) {
                     Some((lost, readable)) => {
+                        self.datagram_fresh = true;
                         let stream = g.stream;
                         for range in lost {
                             self.stats.messages_lost += range.end - range.start;
@@ -572,6 +591,7 @@ impl Session {
                     // Validations of other candidates are moot once the peer is found.
                     self.validations.clear();
                     let old = core::mem::replace(&mut self.path, v.target);
+                    self.heard_on_path = now;
                     events.push_back(Event::PathMigrated {
                         session: handle,
                         from: old,
@@ -646,6 +666,7 @@ impl Session {
         };
         match r.on_data(now, d.sequence, d.flags, d.message, d.payload, delay) {
             Received::Accepted { readable } => {
+                self.datagram_fresh = true;
                 if readable {
                     events.push_back(Event::Readable {
                         session: handle,

@@ -167,6 +167,11 @@ impl SendStream {
         self.queue.is_empty() && self.acked >= self.next_sequence
     }
 
+    /// The peer has every fragment below this.
+    pub(crate) fn acked(&self) -> u64 {
+        self.acked
+    }
+
     pub(crate) fn retained_bytes(&self) -> u64 {
         self.retained_bytes
     }
