@@ -1,6 +1,8 @@
 //! Shared set-up: two endpoints, a connected session, a message pattern, and a checker.
 
+use std::cell::RefCell;
 use std::ops::Range;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use substrate::id::{NodeId, SessionHandle, StreamId};
@@ -253,6 +255,41 @@ impl Transfer {
             assert_eq!(n, i as u64, "out of order or duplicate at position {i}");
         }
     }
+}
+
+/// Builds a datagram for connection `cid` holding `frames`: what an attacker or a test forges.
+pub(crate) fn datagram(
+    cid: substrate::id::ConnectionId,
+    frames: &[substrate::wire::Frame<'_>],
+) -> Vec<u8> {
+    use substrate::wire::{HEADER_LEN, Header, VERSION_1};
+    let mut buf = vec![0u8; substrate::wire::MAX_DATAGRAM_BYTES];
+    let header = Header {
+        version: VERSION_1,
+        flags: 0,
+        destination: cid,
+    };
+    header.encode(&mut buf).expect("a header fits");
+    let mut at = HEADER_LEN;
+    for f in frames {
+        at += f
+            .encode(&mut buf[at..])
+            .expect("test frames fit one datagram");
+    }
+    buf.truncate(at);
+    buf
+}
+
+/// Records every datagram `node` sends from now on (an on-path observer).
+pub(crate) fn tap(c: &mut Cluster<Endpoint>, node: NodeIdx) -> Rc<RefCell<Vec<Vec<u8>>>> {
+    let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let sink = seen.clone();
+    c.set_on_transmit(move |t| {
+        if t.node == node {
+            sink.borrow_mut().push(t.bytes.to_vec());
+        }
+    });
+    seen
 }
 
 /// Drains `node`'s pending events (so later assertions see only new ones).

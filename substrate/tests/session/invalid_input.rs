@@ -6,7 +6,7 @@ use substrate::testing::LinkConfig;
 use substrate::time::Duration;
 use substrate::wire::{HEADER_LEN, MAGIC, VERSION_1};
 
-use crate::common::{Pair, Transfer, endpoint};
+use crate::common::{Pair, Transfer, endpoint, tap};
 
 #[test]
 fn endpoint_counts_garbage_and_keeps_serving() {
@@ -55,19 +55,11 @@ fn endpoint_counts_garbage_and_keeps_serving() {
 
 #[test]
 fn session_skips_unknown_optional_frame_and_keeps_the_rest() {
-    use std::cell::RefCell;
-    use std::rc::Rc;
     let config = SessionConfig::default();
     let link = LinkConfig::default().latency(Duration::from_millis(2));
     let mut p = Pair::connect(62, link, config.clone(), config.clone());
-    let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
-    let tap = seen.clone();
     let a = p.a;
-    p.c.set_on_transmit(move |t| {
-        if t.node == a {
-            tap.borrow_mut().push(t.bytes.to_vec());
-        }
-    });
+    let seen = tap(&mut p.c, a);
     // a's latest datagram again, with an optional frame of a future kind appended (kind 0xC1,
     // 3 bytes of body): the unknown frame is skipped, the rest is processed as usual.
     p.c.run_for(Duration::from_millis(1_100))

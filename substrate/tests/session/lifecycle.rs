@@ -11,30 +11,13 @@ use substrate::proto::session::{CloseCause, Endpoint, Event, OfferError, Session
 use substrate::testing::{Cluster, LinkConfig, test_locator};
 use substrate::time::Duration;
 use substrate::wire::{
-    CloseCode, Frame, HEADER_LEN, Handshake, HandshakeStage, Header, VERSION_1, decode_datagram,
+    CloseCode, Frame, HEADER_LEN, Handshake, HandshakeStage, VERSION_1, decode_datagram,
 };
 
-use crate::common::{Pair, endpoint, events};
+use crate::common::{Pair, datagram, endpoint, events};
 use crate::manual::{Duo, Seen};
 
 const S: StreamId = StreamId(1);
-
-fn datagram(cid: ConnectionId, frames: &[Frame<'_>]) -> Vec<u8> {
-    let mut buf = vec![0u8; 8_000];
-    Header {
-        version: VERSION_1,
-        flags: 0,
-        destination: cid,
-    }
-    .encode(&mut buf)
-    .unwrap();
-    let mut at = HEADER_LEN;
-    for f in frames {
-        at += f.encode(&mut buf[at..]).unwrap();
-    }
-    buf.truncate(at);
-    buf
-}
 
 fn has_close(bytes: &[u8]) -> bool {
     decode_datagram(bytes).is_ok_and(|(_, fr)| fr.flatten().any(|f| matches!(f, Frame::Close(_))))

@@ -1,16 +1,13 @@
 //! Migration: a peer that changes address mid-stream keeps its session and loses nothing; a
 //! replayed frame from an address that cannot answer the challenge does not move the session.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use substrate::id::StreamId;
 use substrate::proto::session::{Event, SessionConfig};
 use substrate::testing::{LinkConfig, Loss, test_locator};
 use substrate::time::Duration;
 use substrate::wire::{Data, DataFlags, Frame, HEADER_LEN};
 
-use crate::common::{Pair, Transfer, endpoint, events};
+use crate::common::{Pair, Transfer, endpoint, events, tap};
 
 fn link() -> LinkConfig {
     LinkConfig::default()
@@ -100,14 +97,8 @@ fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
     let mut p = Pair::connect(22, link, config.clone(), config.clone());
     // An on-path observer records a's datagrams to b; an attacker sends from its own address. It
     // holds no session state, so it cannot answer b's path challenge.
-    let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
-    let tap = seen.clone();
     let (a, b) = (p.a, p.b);
-    p.c.set_on_transmit(move |t| {
-        if t.node == a {
-            tap.borrow_mut().push(t.bytes.to_vec());
-        }
-    });
+    let seen = tap(&mut p.c, a);
     let attacker = p.c.add_node(endpoint(666, SessionConfig::default()));
     let mut t = Transfer::new(5_000, |_| 300, config.window_bytes, config.window_bytes);
     let replay_at = p.c.now() + Duration::from_millis(50);
@@ -162,14 +153,8 @@ fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
 fn session_migrates_despite_forged_frame_from_another_address() {
     let config = SessionConfig::default();
     let mut p = Pair::connect(23, link(), config.clone(), config.clone());
-    let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
-    let tap = seen.clone();
     let (a, b) = (p.a, p.b);
-    p.c.set_on_transmit(move |t| {
-        if t.node == a {
-            tap.borrow_mut().push(t.bytes.to_vec());
-        }
-    });
+    let seen = tap(&mut p.c, a);
     let attacker = p.c.add_node(endpoint(666, SessionConfig::default()));
     let mut t = Transfer::new(
         20_000,

@@ -9,6 +9,7 @@ use substrate::id::StreamId;
 use substrate::proto::session::SessionConfig;
 use substrate::time::Duration;
 
+use crate::common::datagram;
 use crate::manual::{Duo, Seen};
 
 const S: StreamId = StreamId(1);
@@ -73,25 +74,6 @@ fn gap_ending_at_a_hole_keeps_nak_timer() {
         N,
         "every message delivered or reported lost within 30 s"
     );
-}
-
-/// Builds a datagram for connection `cid` holding `frames`.
-fn datagram(cid: substrate::id::ConnectionId, frames: &[substrate::wire::Frame<'_>]) -> Vec<u8> {
-    use substrate::wire::{HEADER_LEN, Header, VERSION_1};
-    let mut buf = vec![0u8; 2_000];
-    Header {
-        version: VERSION_1,
-        flags: 0,
-        destination: cid,
-    }
-    .encode(&mut buf)
-    .unwrap();
-    let mut at = HEADER_LEN;
-    for f in frames {
-        at += f.encode(&mut buf[at..]).unwrap();
-    }
-    buf.truncate(at);
-    buf
 }
 
 /// Learns b's connection id from a datagram a sends it.
