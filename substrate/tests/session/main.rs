@@ -5,6 +5,7 @@ mod chaos;
 mod close;
 mod common;
 mod determinism;
+mod edge_cases;
 mod handshake;
 mod invalid_input;
 mod lifecycle;

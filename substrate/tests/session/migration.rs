@@ -93,7 +93,10 @@ fn forged_data() -> Frame<'static> {
 #[test]
 fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
     let config = SessionConfig::default();
-    let link = LinkConfig::default().latency(Duration::from_millis(5));
+    // Slow enough that data is still flowing (the path alive) when the replay arrives.
+    let link = LinkConfig::default()
+        .latency(Duration::from_millis(5))
+        .bandwidth(2_000_000);
     let mut p = Pair::connect(22, link, config.clone(), config.clone());
     // An on-path observer records a's datagrams to b; an attacker sends from its own address. It
     // holds no session state, so it cannot answer b's path challenge.

@@ -72,18 +72,17 @@ impl TokenBucket {
         self.balance -= i128::from(bytes) * NS_PER_S;
     }
 
-    /// The earliest instant at which [`ready`](Self::ready) will be true.
-    pub fn next_ready(&self) -> Instant {
+    /// When a blocked bucket will allow a send again; `None` if it allows one already (a
+    /// caller waiting on something else must not mistake "ready" for a deadline).
+    pub fn next_ready(&self) -> Option<Instant> {
         if self.balance > 0 {
-            return self.updated;
+            return None;
         }
         let need = 1 - self.balance;
         let rate = i128::from(self.rate.bytes_per_second);
         let wait_ns = (need + rate - 1) / rate;
-        self.updated
-            .saturating_add(crate::time::Duration::from_nanos(
-                u64::try_from(wait_ns).unwrap_or(u64::MAX),
-            ))
+        let wait = crate::time::Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX));
+        Some(self.updated.saturating_add(wait))
     }
 
     fn refill(&mut self, now: Instant) {
@@ -111,7 +110,7 @@ mod tests {
                 tb.consume(1_200);
                 sent += 1_200;
             } else {
-                now = tb.next_ready();
+                now = tb.next_ready().expect("blocked");
             }
         }
         let expected = 2_000_000 + 3_000;
@@ -131,6 +130,6 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 5, "only the burst may be spent at once");
-        assert!(tb.next_ready() > later);
+        assert!(tb.next_ready().is_some_and(|t| t > later));
     }
 }

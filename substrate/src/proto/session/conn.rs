@@ -9,7 +9,7 @@ use super::config::{MIN_DATAGRAM_BYTES, SessionConfig};
 use super::event::{CloseCause, Event, Message, OfferError};
 use super::recv::{Received, RecvStream};
 use super::rtt::RttEstimator;
-use super::send::SendStream;
+use super::send::{SendStream, min_later_fragment_bytes};
 use super::stats::SessionStats;
 use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
 use crate::proto::rate::Rate;
@@ -64,6 +64,9 @@ struct Closing {
 /// Close frames a draining session sends unprompted (it also answers every stray datagram).
 const CLOSE_SENDS: u32 = 3;
 
+/// The id of a session's first heartbeat, which the initiator sends on receiving the Accept.
+const FIRST_HEARTBEAT_ID: u64 = 1;
+
 /// Candidate locators validated at once. More than one, so that junk injected from a made-up
 /// address cannot hold up the validation of the peer's real new one; the oldest gives way.
 const MAX_PATH_VALIDATIONS: usize = 4;
@@ -103,8 +106,10 @@ pub(crate) struct Session {
     nak_streams_seen: Vec<StreamId>,
     /// Whether the datagram being processed advanced a stream (see `on_datagram`).
     datagram_fresh: bool,
-    /// When a valid datagram last came from the current path.
+    /// When a datagram from the current path last advanced a stream or answered a heartbeat.
     heard_on_path: Instant,
+    /// Whether the datagram being processed answered our outstanding heartbeat.
+    datagram_answers: bool,
     /// When the only handshake frame so far went out. The answer to it (the Accept, or the
     /// initiator's first datagram after the Accept) gives the first RTT sample; none if it had to
     /// be sent again (Karn).
@@ -199,13 +204,14 @@ impl Session {
             heartbeat_due: false,
             heartbeat_reply: None,
             heartbeat_outstanding: None,
-            next_heartbeat_id: 1,
+            next_heartbeat_id: FIRST_HEARTBEAT_ID,
             handshake_due: false,
             handshake_deadline: None,
             confirmed: false,
             nak_streams_seen: Vec::new(),
             datagram_fresh: false,
             heard_on_path: now,
+            datagram_answers: false,
             handshake_sent_at: None,
             handshakes_sent: 0,
             handshake_backoff: 0,
@@ -260,11 +266,11 @@ impl Session {
             .peer_window_bytes
             .min(config.send_buffer_bytes)
             .min(self.retransmit_window(config));
-        // A message takes at most 2 + len / full fragments (the first may be cut short to fill
-        // a datagram), each charged the overhead.
-        let full = (self.max_datagram_bytes - HEADER_LEN - 32) as u64;
-        let per_byte = full + FRAGMENT_OVERHEAD_BYTES;
-        bound.saturating_sub(2 * FRAGMENT_OVERHEAD_BYTES) * full / per_byte
+        // A message takes at most 2 + len / half fragments (the first may be cut short to fill a
+        // datagram; later ones carry at least `half`), each charged the overhead.
+        let half = min_later_fragment_bytes(self.max_datagram_bytes) as u64;
+        let per_byte = half + FRAGMENT_OVERHEAD_BYTES;
+        bound.saturating_sub(2 * FRAGMENT_OVERHEAD_BYTES) * half / per_byte
     }
 
     fn burst_bytes(&self) -> u64 {
@@ -407,6 +413,8 @@ impl Session {
         // The Close must fit one datagram, with room for its header and fields.
         let fits = self.max_datagram_bytes - HEADER_LEN - 8;
         truncate_utf8(&mut reason, crate::wire::MAX_REASON_BYTES.min(fits));
+        // Moving now would be moot.
+        self.validations.clear();
         self.closing = Some(Closing {
             code,
             reason,
@@ -470,17 +478,34 @@ impl Session {
             }
             State::Handshaking | State::Established => {}
         }
-        self.confirmed |= self.role == Role::Responder;
+        if self.role == Role::Responder && !self.confirmed {
+            // The first datagram on our id comes from whoever got the Accept: that is where the
+            // initiator is (a replayed Hello may have pointed the path elsewhere).
+            self.confirmed = true;
+            self.path = from;
+            self.heard_on_path = now;
+            // Accept to the initiator's immediate heartbeat (id 1) is a round trip; anything
+            // later (that heartbeat lost) would inflate it. Probe for a clean sample as well.
+            let first_heartbeat = frames.clone().flatten().any(|f| {
+                matches!(
+                    f,
+                    Frame::Heartbeat(Heartbeat {
+                        id: FIRST_HEARTBEAT_ID,
+                        reply: false
+                    })
+                )
+            });
+            if let Some(sent) = self.handshake_sent_at.take().filter(|_| first_heartbeat) {
+                self.rtt.on_sample(now - sent);
+            }
+            self.heartbeat_due = true;
+        }
         self.nak_streams_seen.clear();
         self.datagram_fresh = false;
+        self.datagram_answers = false;
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += len as u64;
         self.last_received = now;
-        if self.role == Role::Responder {
-            if let Some(sent) = self.handshake_sent_at.take() {
-                self.rtt.on_sample(now - sent);
-            }
-        }
         for frame in frames.flatten() {
             // Before the Accept, only handshake frames count: the peer's data waits for repair,
             // so the application hears `Connected` before anything else of this session.
@@ -497,8 +522,13 @@ impl Session {
         // sends only repairs and heartbeats). A replayed or reordered stale datagram from an
         // old address, while the path is alive, must not make the session flap back to it.
         // (QUIC lets only the newest packet migrate; without packet numbers this is the proxy.)
+        // The path counts as alive only on a datagram that advanced a stream or answered our
+        // heartbeat: replays of old datagrams must not hold a session on an address its peer
+        // has left.
         if from == self.path {
-            self.heard_on_path = now;
+            if self.datagram_fresh || self.datagram_answers {
+                self.heard_on_path = now;
+            }
         } else if self.state == State::Established
             && (self.datagram_fresh || now - self.heard_on_path >= self.rtt.pto())
         {
@@ -581,6 +611,7 @@ impl Session {
                     if want == id {
                         self.rtt.on_sample(now - sent);
                         self.heartbeat_outstanding = None;
+                        self.datagram_answers = true;
                     }
                 }
             }
@@ -854,13 +885,17 @@ impl Session {
         if let Some(c) = self.closing.as_mut().filter(|c| c.frame_due) {
             c.frame_due = false;
             let code = c.code;
-            w.put(&Frame::Close(Close {
-                code,
-                reason: &c.reason,
-            }));
+            let to = c.to.unwrap_or(self.path);
+            // A stray datagram's source gets the code alone: a spoofed one must not draw a
+            // reply many times its size.
+            let reason = if to == self.path {
+                c.reason.as_str()
+            } else {
+                ""
+            };
+            w.put(&Frame::Close(Close { code, reason }));
             c.sends += 1;
             c.resend_at = now + pto.saturating_mul(1 << c.sends.min(16));
-            let to = c.to.unwrap_or(self.path);
             if !matches!(self.state, State::Draining { .. }) {
                 // Drain long enough to hear an idle peer's next heartbeat and answer it.
                 let until = now
@@ -961,7 +996,8 @@ impl Session {
             }
             if r.nak_due {
                 // Room for the frame's kind, length, stream, received_end and count.
-                let Some(budget) = w.space().checked_sub(24) else {
+                // Too little room for even one range: the NAK stays due for the next datagram.
+                let Some(budget) = w.space().checked_sub(24).filter(|b| *b >= 16) else {
                     continue;
                 };
                 let received_end = r.missing(now, reorder_delay, budget, &mut self.nak_scratch);

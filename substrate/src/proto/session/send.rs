@@ -39,6 +39,8 @@ pub(crate) struct SendStream {
     flight_cap: Option<u64>,
     /// The largest payload one fragment can carry in an empty datagram (an upper bound).
     full_fragment_bytes: usize,
+    /// The least payload of a message's second and later fragments (unless it is the rest).
+    min_later_fragment_bytes: usize,
     retransmit: BTreeSet<u64>,
     gap_pending: bool,
     pacer: Option<TokenBucket>,
@@ -105,6 +107,7 @@ impl SendStream {
             limit_bytes,
             flight_cap: None,
             full_fragment_bytes: usize::MAX,
+            min_later_fragment_bytes: MIN_FRAGMENT_BYTES,
             retransmit: BTreeSet::new(),
             gap_pending: false,
             pacer: rate.map(|r| TokenBucket::new(now, r, burst_bytes)),
@@ -144,6 +147,7 @@ impl SendStream {
     pub(crate) fn configure(&mut self, flight_cap: Option<u64>, max_datagram_bytes: usize) {
         self.flight_cap = flight_cap;
         self.full_fragment_bytes = max_datagram_bytes.saturating_sub(crate::wire::HEADER_LEN);
+        self.min_later_fragment_bytes = min_later_fragment_bytes(max_datagram_bytes);
     }
 
     /// How far new data may go: the peer's limit, and the local cap on bytes in flight.
@@ -357,7 +361,7 @@ impl SendStream {
     /// When this stream next needs the session's attention: a tail-loss probe, or the pacer.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let pacer = match &self.pacer {
-            Some(p) if self.has_sendable() => Some(p.next_ready()),
+            Some(p) if self.has_sendable() => p.next_ready(),
             _ => None,
         };
         match (self.probe_deadline, pacer) {
@@ -422,8 +426,15 @@ impl SendStream {
         let remaining = o.payload.len() - o.cut;
         let fit = max_payload_in(self.id, self.next_sequence, message, space)?;
         let take = remaining.min(fit);
-        if take < remaining && take < MIN_FRAGMENT_BYTES {
-            // Too little room left in this datagram: start the next one instead.
+        // Too little room left in this datagram: start the next one instead. A message's first
+        // fragment may be small (it fills a datagram's tail), later ones must be at least half
+        // full, so a message never takes more fragments, and charges, than `offer` allowed for.
+        let least = if o.cut == 0 {
+            MIN_FRAGMENT_BYTES
+        } else {
+            self.min_later_fragment_bytes
+        };
+        if take < remaining && take < least {
             return None;
         }
         // Flow control admits a fragment whole or not at all: cutting fragments to fit the
@@ -505,6 +516,12 @@ impl SendStream {
         }
         dropped
     }
+}
+
+/// The least payload of a message's later fragments: half of what an empty datagram surely
+/// holds (its header and the largest data-frame overhead, 32 bytes, taken off).
+pub(crate) fn min_later_fragment_bytes(max_datagram_bytes: usize) -> usize {
+    (max_datagram_bytes.saturating_sub(crate::wire::HEADER_LEN + 32) / 2).max(MIN_FRAGMENT_BYTES)
 }
 
 /// Bytes a data frame takes: kind, body length, stream, sequence, flags, message, payload.
