@@ -333,7 +333,8 @@ fn abort_with_long_reason_reaches_peer_on_small_datagrams() {
     assert!(peer_closed, "b never saw the Close");
 }
 
-/// Fragments beyond `next_expected + max_out_of_order_fragments` are dropped without a trace
+/// (Before fragments were charged an overhead, a count bound on reordering existed.) Fragments
+/// beyond `next_expected + max_out_of_order_fragments` were dropped without a trace
 /// (`highest_seen` is not raised, nothing is held), so once the first hole is repaired the
 /// receiver knows of no hole to NAK. The sender's only timer-driven repair, the tail-loss probe,
 /// re-sends the *newest* fragment, which is again beyond the reorder bound and dropped: no

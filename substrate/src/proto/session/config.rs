@@ -14,8 +14,10 @@ pub struct SessionConfig {
     /// or waiting for the application). Advertised in the handshake; the peer never exceeds it.
     pub window_bytes: u64,
     /// Sent-but-unacknowledged bytes a sender keeps for retransmission, per stream. `None` keeps
-    /// as much as the peer's window allows, so nothing is ever lost (TCP-like). A smaller bound
-    /// caps memory: a gap older than it cannot be repaired and is reported as `MessagesLost`.
+    /// everything in flight, which is capped at the smaller of the peer's window and this side's
+    /// own, so nothing is ever lost (TCP-like). A smaller bound lets the sender run further
+    /// ahead with bounded memory: a gap older than it cannot be repaired and is reported as
+    /// `MessagesLost`.
     pub retransmit_window_bytes: Option<u64>,
     /// Offered-but-unsent bytes per stream; past it `offer` reports backpressure.
     pub send_buffer_bytes: u64,

@@ -66,7 +66,7 @@ pub(crate) enum Received {
     Accepted { readable: bool },
     /// Already held or delivered.
     Duplicate,
-    /// Beyond the window or the reorder bound: dropped.
+    /// Beyond the window: dropped.
     OverWindow,
     /// Broke reassembly (a continuation with no start, or a start inside a message): dropped.
     Invalid,

@@ -26,7 +26,7 @@ pub struct SessionStats {
     pub fragments_retransmitted: u64,
     /// Data fragments received that were already held or delivered.
     pub fragments_duplicate: u64,
-    /// Data fragments dropped for breaking the advertised window or the reorder bound.
+    /// Data fragments dropped for breaking the advertised window.
     pub fragments_over_window: u64,
     /// NAK frames sent.
     pub naks_sent: u64,
