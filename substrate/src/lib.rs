@@ -12,7 +12,7 @@
 //! its receiver chose, so it survives a change of either side's [`id::Locator`].
 //!
 //! Time is [`time::Instant`], nanoseconds passed in by the caller; randomness is a seeded
-//! [`rand::Rng`] passed by `&mut`. With the `testing` feature, [`testing`] provides an in-memory
+//! [`rand::Rng`] passed by `&mut`. With the `testing` feature, `testing` provides an in-memory
 //! network on virtual time and a harness that drives any [`proto::Protocol`], deterministically
 //! from one seed.
 
