@@ -18,7 +18,9 @@ fn scenario(seed: u64) {
         seed + 1
     );
     let mut r = Rng::with_seed(seed);
-    let loss = match r.below(3) {
+    let loss_kind = r.below(3);
+    let bursty = loss_kind == 2;
+    let loss = match loss_kind {
         0 => Loss::None,
         1 => Loss::Uniform(r.unit_f64() * 0.2),
         _ => Loss::Burst(GilbertElliott::bursts(
@@ -51,7 +53,6 @@ fn scenario(seed: u64) {
         1 => |n| 1 + (n * 7919 % 3_000) as usize,
         _ => crate::common::mixed_size,
     };
-    eprintln!("chaos link {link:?} config {config:?}");
     let mut p = match Pair::try_connect(seed, link, config.clone(), config.clone()) {
         Ok(p) => p,
         Err(events) => {
@@ -69,6 +70,9 @@ fn scenario(seed: u64) {
     };
     let retained_bound = config.retransmit_window_bytes.unwrap_or(window);
     let mut t = Transfer::new(3_000, size, window, retained_bound);
+    // On a bursty link at the heartbeat rate of an idle (paused) transfer, a burst can silence
+    // one direction for the whole idle timeout: the session must then end with a typed timeout.
+    t.allow_end = bursty;
     // Comfortably below the largest message these windows carry (fragment overheads included).
     t.max_size = (retained_bound / 2) as usize;
     // The reader pauses now and then, for up to half a second.
@@ -86,6 +90,19 @@ fn scenario(seed: u64) {
     t.reading = true;
     t.run(&mut p, Duration::from_secs(300));
     let context = format!("seed {seed}: bounded {bounded}, window {window}, mtu {max_datagram}");
+    if t.ended {
+        eprintln!("chaos seed {seed}: the session timed out under burst loss (allowed)");
+        let ev = p.c.events(p.a);
+        assert!(
+            ev.iter().any(|e| matches!(e, Event::PeerTimedOut { .. })),
+            "{context}: ended without a timeout: {ev:?}"
+        );
+        assert!(
+            t.delivered.windows(2).all(|w| w[0] < w[1]),
+            "{context}: delivery out of order"
+        );
+        return;
+    }
     assert!(
         t.finished(),
         "{context}: stalled with {} delivered, {:?} lost",

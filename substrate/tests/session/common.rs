@@ -123,6 +123,9 @@ pub(crate) struct Transfer {
     pub(crate) reading: bool,
     /// The next message, refused for backpressure and handed back.
     refused: Option<Bytes>,
+    /// The session ended under the transfer (only a test that allows it sets `allow_end`).
+    pub(crate) ended: bool,
+    pub(crate) allow_end: bool,
 }
 
 impl Transfer {
@@ -146,6 +149,8 @@ impl Transfer {
             max_retained: 0,
             reading: true,
             refused: None,
+            ended: false,
+            allow_end: false,
         }
     }
 
@@ -154,6 +159,9 @@ impl Transfer {
     }
 
     pub(crate) fn finished(&self) -> bool {
+        if self.ended {
+            return true;
+        }
         let lost: u64 = self.lost.iter().map(|r| r.end - r.start).sum();
         self.delivered.len() as u64 + lost >= self.total
     }
@@ -179,6 +187,10 @@ impl Transfer {
                 }
                 Err(OfferError::BackPressured(body)) => {
                     self.refused = Some(body);
+                    break;
+                }
+                Err(OfferError::NotConnected(_) | OfferError::Closed(_)) if self.allow_end => {
+                    self.ended = true;
                     break;
                 }
                 Err(e) => panic!(
