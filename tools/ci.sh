@@ -44,6 +44,10 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
 
+stage "loom: every lock-free structure under all interleavings (own target directory)"
+LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" \
+  cargo test -p phyla-substrate --release --lib loom_ --target-dir target/loom 2>&1 | tee -a "$log"
+
 stage "fuzz targets build (cargo-fuzz package outside the workspace)"
 cargo check --manifest-path substrate/fuzz/Cargo.toml --locked
 

@@ -22,6 +22,7 @@ pub mod collections;
 pub mod id;
 pub mod proto;
 pub mod rand;
+pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
