@@ -77,7 +77,7 @@ pub use config::{
 pub use event::{CloseCause, ConnectError, Event, Message, OfferError};
 pub use stats::{EndpointStats, SessionStats};
 
-use crate::collections::HashMap;
+use crate::collections::{HashMap, HashSet};
 use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
 use crate::proto::Protocol;
 use crate::proto::Transmit;
@@ -119,6 +119,8 @@ pub struct Endpoint {
     generations: Vec<u32>,
     /// Hellos of sessions that ended recently, with when they may be forgotten.
     retired: VecDeque<((NodeId, ConnectionId), Instant)>,
+    /// The keys in `retired`, for a lookup per Hello that does not scan the queue.
+    retired_keys: HashSet<(NodeId, ConnectionId)>,
     /// The latest time the driver passed in.
     now: Instant,
     replies: VecDeque<(Locator, ConnectionId, CloseCode, &'static str)>,
@@ -157,6 +159,7 @@ impl Endpoint {
             by_hello: HashMap::default(),
             generations: Vec::new(),
             retired: VecDeque::new(),
+            retired_keys: HashSet::default(),
             now: Instant::ZERO,
             replies: VecDeque::new(),
             events: VecDeque::new(),
@@ -339,10 +342,14 @@ impl Endpoint {
             self.by_hello.remove(&key);
             // A late or replayed copy of this Hello must not open a phantom session.
             if self.retired.len() == MAX_RETIRED_HELLOS {
-                self.retired.pop_front();
+                if let Some((old, _)) = self.retired.pop_front() {
+                    self.retired_keys.remove(&old);
+                }
             }
             let until = now + self.config.session.idle_timeout.saturating_mul(3);
-            self.retired.push_back((key, until));
+            if self.retired_keys.insert(key) {
+                self.retired.push_back((key, until));
+            }
         }
         self.generations[i] = self.generations[i].wrapping_add(1);
         self.free.push_back(handle.slot());
@@ -399,10 +406,11 @@ impl Endpoint {
             }
             return;
         }
-        while self.retired.front().is_some_and(|&(_, until)| until <= now) {
+        while let Some(&(old, _)) = self.retired.front().filter(|&&(_, until)| until <= now) {
             self.retired.pop_front();
+            self.retired_keys.remove(&old);
         }
-        if self.retired.iter().any(|&(k, _)| k == key) {
+        if self.retired_keys.contains(&key) {
             self.stats.hellos_stale += 1;
             return;
         }
