@@ -125,56 +125,26 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new_initiator(
-        handle: SessionHandle,
-        local_node: NodeId,
-        now: Instant,
-        config: &SessionConfig,
-        local_cid: ConnectionId,
-        path: Locator,
-    ) -> Self {
-        let mut s = Self::new(
-            handle,
-            local_node,
-            Role::Initiator,
-            now,
-            config,
-            local_cid,
-            path,
-        );
-        s.state = State::Handshaking;
-        s.handshake_due = true;
-        s
+    /// Turns a fresh session into an initiator that opens with a Hello.
+    pub(crate) fn initiate(mut self) -> Self {
+        self.state = State::Handshaking;
+        self.handshake_due = true;
+        self
     }
 
-    /// A session for a peer's Hello; the caller has checked the version.
-    pub(crate) fn new_responder(
-        handle: SessionHandle,
-        local_node: NodeId,
-        now: Instant,
-        config: &SessionConfig,
-        local_cid: ConnectionId,
-        path: Locator,
-        hello: &Handshake<'_>,
-    ) -> Self {
-        let mut s = Self::new(
-            handle,
-            local_node,
-            Role::Responder,
-            now,
-            config,
-            local_cid,
-            path,
-        );
-        s.peer_cid = hello.source_cid;
-        s.peer = Some(hello.node_id);
-        s.apply_peer_params(config, hello);
-        s.state = State::Established;
-        s.handshake_due = true;
-        s
+    /// Turns a fresh session into the responder to `hello`; the caller has checked the version.
+    pub(crate) fn answer(mut self, config: &SessionConfig, hello: &Handshake<'_>) -> Self {
+        self.peer_cid = hello.source_cid;
+        self.peer = Some(hello.node_id);
+        self.apply_peer_params(config, hello);
+        self.state = State::Established;
+        self.handshake_due = true;
+        self
     }
 
-    fn new(
+    /// A session with no peer yet; [`initiate`](Self::initiate) or [`answer`](Self::answer)
+    /// makes it one side of a handshake.
+    pub(crate) fn new(
         handle: SessionHandle,
         local_node: NodeId,
         role: Role,

@@ -88,7 +88,7 @@ use crate::wire::{
     Close, CloseCode, DecodeError, Frame, HandshakeStage, Header, SUPPORTED_VERSIONS, VERSION_1,
     decode_datagram,
 };
-use conn::Session;
+use conn::{Role, Session};
 
 /// Most stateless replies (refusals) waiting to be sent; more are dropped and counted.
 const MAX_PENDING_REPLIES: usize = 64;
@@ -187,14 +187,9 @@ impl Endpoint {
     ) -> Result<SessionHandle, ConnectError> {
         let cid = self.fresh_cid(rng);
         let handle = self.allocate().ok_or(ConnectError::SessionLimit)?;
-        let s = Session::new_initiator(
-            handle,
-            self.config.node_id,
-            now,
-            &self.config.session,
-            cid,
-            remote,
-        );
+        let config = &self.config.session;
+        let node = self.config.node_id;
+        let s = Session::new(handle, node, Role::Initiator, now, config, cid, remote).initiate();
         self.install(s);
         Ok(handle)
     }
@@ -448,15 +443,10 @@ impl Endpoint {
             );
             return;
         };
-        let s = Session::new_responder(
-            handle,
-            self.config.node_id,
-            now,
-            &self.config.session,
-            cid,
-            from,
-            &hello,
-        );
+        let config = &self.config.session;
+        let node = self.config.node_id;
+        let s = Session::new(handle, node, Role::Responder, now, config, cid, from)
+            .answer(config, &hello);
         self.by_hello
             .insert((hello.node_id, hello.source_cid), handle);
         self.install(s);
