@@ -212,6 +212,16 @@ impl Duo {
         v
     }
 
+    /// Steps for up to `d`, reading `stream` at b after each step; returns what b read.
+    pub(crate) fn read_b_for(&mut self, stream: StreamId, d: Duration) -> Vec<u64> {
+        let mut delivered = Vec::new();
+        let end = self.now + d;
+        while self.now < end && self.step() {
+            delivered.extend(self.read_b(stream));
+        }
+        delivered
+    }
+
     /// Hands `bytes` to endpoint `to` as if it came from `from`, then drains.
     pub(crate) fn inject(&mut self, to: usize, from: Locator, bytes: &[u8]) {
         let now = self.now;

@@ -86,6 +86,15 @@ fn forged_data() -> Frame<'static> {
     })
 }
 
+/// The header of a captured datagram (so, a valid connection id) with [`forged_data`] behind it.
+fn forge_from(captured: &[u8]) -> Vec<u8> {
+    let mut forged = captured[..HEADER_LEN].to_vec();
+    let mut frame = vec![0u8; 64];
+    let n = forged_data().encode(&mut frame).expect("fits");
+    forged.extend_from_slice(&frame[..n]);
+    forged
+}
+
 /// A datagram that reuses a session's connection id from an address that cannot answer a path
 /// challenge never moves the session. While the real path is alive, a pure replay carries
 /// nothing new and is not even challenged; a forged datagram that advances a stream is
@@ -120,10 +129,7 @@ fn session_ignores_replayed_frame_from_address_that_cannot_answer() {
     );
 
     // Forged: the captured header (a valid connection id) with data no one sent.
-    let mut forged = captured[..HEADER_LEN].to_vec();
-    let mut frame = vec![0u8; 64];
-    let n = forged_data().encode(&mut frame).expect("fits");
-    forged.extend_from_slice(&frame[..n]);
+    let forged = forge_from(&captured);
     let now = p.c.now();
     p.c.net_mut().send(now, attacker, to, &forged);
     t.run(&mut p, Duration::from_secs(60));
@@ -172,10 +178,7 @@ fn session_migrates_despite_forged_frame_from_another_address() {
     // Junk first: a forged datagram that advances a stream, from the attacker's address; b
     // starts validating that address, which will never answer.
     let captured = seen.borrow().last().cloned().expect("a has sent datagrams");
-    let mut forged = captured[..HEADER_LEN].to_vec();
-    let mut frame = vec![0u8; 64];
-    let n = forged_data().encode(&mut frame).expect("fits");
-    forged.extend_from_slice(&frame[..n]);
+    let forged = forge_from(&captured);
     let (now, to) = (p.c.now(), p.c.locator(b));
     p.c.net_mut().send(now, attacker, to, &forged);
     // Then the real move, while that validation is still pending.

@@ -53,11 +53,7 @@ fn gap_ending_at_a_hole_keeps_nak_timer() {
     for n in 0..N {
         d.offer(S, Bytes::from(vec![n as u8; 1_453]));
     }
-    let mut delivered = Vec::new();
-    let end = d.now + Duration::from_secs(30);
-    while d.now < end && d.step() {
-        delivered.extend(d.read_b(S));
-    }
+    let delivered = d.read_b_for(S, Duration::from_secs(30));
     let lost: u64 = d.lost_b().iter().map(|r| r.end - r.start).sum();
     eprintln!(
         "transmissions per seq: {:?}",
@@ -157,11 +153,7 @@ fn nak_fits_in_small_datagrams() {
     for n in 0..N {
         d.offer(S, Bytes::from(vec![n as u8; 50]));
     }
-    let mut delivered = Vec::new();
-    let end = d.now + Duration::from_secs(30);
-    while d.now < end && d.step() {
-        delivered.extend(d.read_b(S));
-    }
+    let delivered = d.read_b_for(S, Duration::from_secs(30));
     let info = d.ep[1].session_info(d.sb).unwrap();
     eprintln!(
         "delivered {} of {N}; receiver stats {:?}",
@@ -261,11 +253,7 @@ fn offer_waits_for_handshake_and_respects_peer_window() {
     );
     let n = d.offer(S, Bytes::from(vec![4u8; 200 << 10]));
     assert_eq!(n, 0);
-    let mut delivered = Vec::new();
-    let end = d.now + Duration::from_secs(20);
-    while d.now < end && d.step() {
-        delivered.extend(d.read_b(S));
-    }
+    let delivered = d.read_b_for(S, Duration::from_secs(20));
     assert_eq!(
         delivered,
         vec![0],
@@ -361,11 +349,7 @@ fn fragments_beyond_reorder_bound_are_recovered() {
     for n in 0..N {
         d.offer(S, Bytes::from(vec![n as u8; 10]));
     }
-    let mut delivered = Vec::new();
-    let end = d.now + Duration::from_secs(30);
-    while d.now < end && d.step() {
-        delivered.extend(d.read_b(S));
-    }
+    let delivered = d.read_b_for(S, Duration::from_secs(30));
     let rs = d.ep[1].session_info(d.sb).unwrap().stats;
     let ss = d.ep[0].session_info(d.sa).unwrap().stats;
     eprintln!(
