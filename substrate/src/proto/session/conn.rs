@@ -1122,7 +1122,8 @@ struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     fn new(buf: &'a mut Vec<u8>, max: usize, destination: ConnectionId) -> Self {
-        buf.clear();
+        // Only the tail beyond the caller's last datagram is zeroed: everything up to `pos` is
+        // written before it is read, and `finish` truncates the rest.
         buf.resize(max, 0);
         let mut w = Self {
             buf,
