@@ -22,6 +22,8 @@ pub mod collections;
 pub mod id;
 pub mod proto;
 pub mod rand;
+#[cfg(feature = "engine")]
+pub mod runtime;
 pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -7,4 +7,5 @@
 //! `RUSTFLAGS="--cfg loom" cargo test -p phyla-substrate --release --lib loom_ --target-dir target/loom`.
 
 pub(crate) mod primitive;
+pub mod returns;
 pub mod spsc;

@@ -1,0 +1,431 @@
+//! The `poll` driver: mio (epoll) readiness with `sendmmsg`/`recvmmsg` batching, for hosts where
+//! io_uring is missing or disabled (containers often disable it). Same contract, fewer features:
+//! sends are copies made by the kernel at `sendmmsg` time, so a transmit slot is free again as
+//! soon as `poll` returns.
+//!
+//! Receiving tries `recvmmsg` on every socket at every poll before waiting, and waits on epoll
+//! only when nothing was read or written. Sockets are registered edge-triggered: a datagram that
+//! arrives after a read came back empty raises an edge that the next wait sees, so nothing is
+//! missed between the last read and the wait.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use bytes::Bytes;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::addr::RawAddr;
+use super::{
+    Driver, DriverConfig, DriverError, DriverKind, DriverStats, Received, SocketId, Wait, Waker,
+};
+use crate::runtime::buf::{COPIES, RxPool, TxArena, TxSlot};
+
+/// Datagrams per `recvmmsg`/`sendmmsg`.
+const BATCH: usize = 64;
+/// Most datagrams read from one socket per `poll`, so one busy socket cannot starve the rest
+/// of the duty cycle.
+const MAX_READ_PER_POLL: usize = 1024;
+const WAKE_TOKEN: Token = Token(usize::MAX);
+
+#[derive(Debug)]
+struct Socket {
+    fd: OwnedFd,
+    /// The last send hit EAGAIN: wait for a writable edge before trying again.
+    blocked: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    socket: SocketId,
+    to: RawAddr,
+    slot: TxSlot,
+    len: usize,
+}
+
+/// The mio/epoll driver with `sendmmsg`/`recvmmsg` batching.
+pub struct PollDriver {
+    poll: Poll,
+    events: Events,
+    sockets: Vec<Option<Socket>>,
+    rx: RxPool,
+    tx: TxArena,
+    queue: VecDeque<Pending>,
+    waker: Option<Waker>,
+    socket_buffer_bytes: usize,
+    stats: DriverStats,
+    // Batch scratch, kept to avoid allocating per poll.
+    msgs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<RawAddr>,
+    slots: Vec<u32>,
+    spill: Vec<u8>,
+}
+
+impl std::fmt::Debug for PollDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollDriver")
+            .field("sockets", &self.sockets.iter().flatten().count())
+            .field("queued", &self.queue.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PollDriver {
+    /// A driver with the pool and arena sizes of `config`.
+    ///
+    /// # Errors
+    /// [`DriverError::Io`] if epoll cannot be set up.
+    pub fn new(config: &DriverConfig) -> Result<Self, DriverError> {
+        let poll = Poll::new().map_err(|e| DriverError::io("epoll_create", e))?;
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(256),
+            sockets: Vec::new(),
+            rx: RxPool::new(config.rx_slot_bytes, config.rx_slots),
+            tx: TxArena::new(config.tx_slot_bytes, config.tx_slots),
+            queue: VecDeque::new(),
+            waker: None,
+            socket_buffer_bytes: config.socket_buffer_bytes,
+            stats: DriverStats::default(),
+            // SAFETY: mmsghdr and iovec are plain C structs; all-zero is valid for both.
+            msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            // SAFETY: as above.
+            iovs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            addrs: vec![RawAddr::empty(); BATCH],
+            slots: Vec::with_capacity(BATCH),
+            spill: vec![0; config.rx_slot_bytes.max(64)],
+        })
+    }
+
+    fn socket(&self, id: SocketId) -> Option<&Socket> {
+        self.sockets.get(id.0 as usize)?.as_ref()
+    }
+
+    /// Sends queued datagrams, in order, in `sendmmsg` batches of consecutive same-socket sends.
+    fn flush(&mut self) -> usize {
+        let mut done = 0;
+        while let Some(first) = self.queue.front() {
+            let socket = first.socket;
+            let Some(fd) = self.socket(socket).map(|s| s.fd.as_raw_fd()) else {
+                // Closed since queued: drop it.
+                if let Some(p) = self.queue.pop_front() {
+                    self.tx.release(p.slot);
+                }
+                continue;
+            };
+            if self.socket(socket).is_some_and(|s| s.blocked) {
+                break;
+            }
+            let n = self
+                .queue
+                .iter()
+                .take(BATCH)
+                .take_while(|p| p.socket == socket)
+                .count();
+            for (i, p) in self.queue.iter().take(n).enumerate() {
+                self.addrs[i] = p.to;
+                self.iovs[i] = libc::iovec {
+                    iov_base: self.tx.slot_ptr(p.slot).cast(),
+                    iov_len: p.len,
+                };
+            }
+            for i in 0..n {
+                let h = &mut self.msgs[i].msg_hdr;
+                h.msg_name = self.addrs[i].as_mut_ptr().cast();
+                h.msg_namelen = self.addrs[i].len;
+                h.msg_iov = &raw mut self.iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+                h.msg_flags = 0;
+            }
+            self.stats.syscalls += 1;
+            // SAFETY: `msgs[..n]` point at `addrs`/`iovs` entries and transmit slots that stay
+            // valid and unaliased for the duration of the call.
+            let r = unsafe { libc::sendmmsg(fd, self.msgs.as_mut_ptr(), n as u32, 0) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    if let Some(Some(s)) = self.sockets.get_mut(socket.0 as usize) {
+                        s.blocked = true;
+                    }
+                    break;
+                }
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // The first datagram is refused (unreachable, too big...): drop it, go on.
+                self.stats.send_errors += 1;
+                if let Some(p) = self.queue.pop_front() {
+                    self.tx.release(p.slot);
+                }
+                done += 1;
+                continue;
+            }
+            for _ in 0..r as usize {
+                if let Some(p) = self.queue.pop_front() {
+                    self.stats.datagrams_sent += 1;
+                    self.stats.bytes_sent += p.len as u64;
+                    self.tx.release(p.slot);
+                }
+            }
+            done += r as usize;
+        }
+        done
+    }
+
+    /// Reads what each socket holds, up to a cap per socket.
+    fn receive<F: FnMut(Received)>(&mut self, sink: &mut F) -> usize {
+        self.rx.reclaim(|_| false);
+        let mut done = 0;
+        for i in 0..self.sockets.len() {
+            let Some(fd) = self.sockets[i].as_ref().map(|s| s.fd.as_raw_fd()) else {
+                continue;
+            };
+            let id = SocketId(i as u32);
+            let mut read = 0;
+            while read < MAX_READ_PER_POLL {
+                let got = if self.rx.free_count() == 0 {
+                    self.receive_spill(fd, id, sink)
+                } else {
+                    self.receive_batch(fd, id, sink)
+                };
+                read += got;
+                if got == 0 {
+                    break;
+                }
+            }
+            done += read;
+        }
+        done
+    }
+
+    /// One `recvmmsg` into free pool slots; returns datagrams read (0 when the socket is empty).
+    fn receive_batch<F: FnMut(Received)>(&mut self, fd: RawFd, id: SocketId, sink: &mut F) -> usize {
+        self.slots.clear();
+        while self.slots.len() < BATCH {
+            let Some(s) = self.rx.take() else { break };
+            self.slots.push(s);
+        }
+        let n = self.slots.len();
+        let size = self.rx.slot_size();
+        for i in 0..n {
+            self.addrs[i] = RawAddr::empty();
+            self.iovs[i] = libc::iovec {
+                iov_base: self.rx.slot_ptr(self.slots[i]).cast(),
+                iov_len: size,
+            };
+            let h = &mut self.msgs[i].msg_hdr;
+            h.msg_name = self.addrs[i].as_mut_ptr().cast();
+            h.msg_namelen = self.addrs[i].len;
+            h.msg_iov = &raw mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            self.msgs[i].msg_len = 0;
+        }
+        self.stats.syscalls += 1;
+        // SAFETY: each header points at a free pool slot of `size` bytes and an address buffer,
+        // all valid and owned by this driver for the duration of the call.
+        let r = unsafe {
+            libc::recvmmsg(fd, self.msgs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        };
+        let got = if r < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
+                self.stats.recv_errors += 1;
+            }
+            0
+        } else {
+            r as usize
+        };
+        for i in 0..n {
+            let slot = self.slots[i];
+            if i >= got {
+                self.rx.give_back(slot);
+                continue;
+            }
+            let len = self.msgs[i].msg_len as usize;
+            let truncated = self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.addrs[i].len = self.msgs[i].msg_hdr.msg_namelen;
+            let from = self.addrs[i].to_socket_addr();
+            match from {
+                Some(from) if !truncated => {
+                    self.stats.datagrams_received += 1;
+                    self.stats.bytes_received += len as u64;
+                    let datagram = self.rx.lend(slot, len);
+                    sink(Received {
+                        socket: id,
+                        from,
+                        datagram,
+                    });
+                }
+                _ => {
+                    self.stats.truncated += u64::from(truncated);
+                    self.rx.give_back(slot);
+                }
+            }
+        }
+        got
+    }
+
+    /// Every slot is lent out: read one datagram into scratch memory and copy it (counted).
+    fn receive_spill<F: FnMut(Received)>(&mut self, fd: RawFd, id: SocketId, sink: &mut F) -> usize {
+        let mut from = RawAddr::empty();
+        self.stats.syscalls += 1;
+        // SAFETY: reads into our scratch buffer and address storage, both valid and exclusive.
+        let r = unsafe {
+            libc::recvfrom(
+                fd,
+                self.spill.as_mut_ptr().cast(),
+                self.spill.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                from.as_mut_ptr(),
+                &raw mut from.len,
+            )
+        };
+        if r < 0 {
+            return 0;
+        }
+        self.stats.rx_pool_exhausted += 1;
+        let len = r as usize;
+        if len > self.spill.len() {
+            self.stats.truncated += 1;
+            return 1;
+        }
+        if let Some(from) = from.to_socket_addr() {
+            self.stats.datagrams_received += 1;
+            self.stats.bytes_received += len as u64;
+            COPIES
+                .rx_fallback_bytes
+                .fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+            let datagram = Bytes::copy_from_slice(&self.spill[..len]);
+            sink(Received {
+                socket: id,
+                from,
+                datagram,
+            });
+        }
+        1
+    }
+
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<(), DriverError> {
+        self.stats.syscalls += 1;
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(DriverError::io("epoll_wait", e)),
+        }
+        for ev in &self.events {
+            if ev.token() == WAKE_TOKEN {
+                if let Some(w) = &self.waker {
+                    Waker::drain(w.raw_fd());
+                }
+            } else if ev.is_writable() {
+                if let Some(Some(s)) = self.sockets.get_mut(ev.token().0) {
+                    s.blocked = false;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Driver for PollDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Poll
+    }
+
+    fn bind(&mut self, addr: SocketAddr) -> Result<SocketId, DriverError> {
+        let fd = super::open_socket(addr, self.socket_buffer_bytes)?;
+        let i = self
+            .sockets
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.sockets.len());
+        let raw = fd.as_raw_fd();
+        self.poll
+            .registry()
+            .register(
+                &mut SourceFd(&raw),
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| DriverError::io("epoll_ctl", e))?;
+        let s = Socket { fd, blocked: false };
+        if i == self.sockets.len() {
+            self.sockets.push(Some(s));
+        } else {
+            self.sockets[i] = Some(s);
+        }
+        Ok(SocketId(i as u32))
+    }
+
+    fn local_addr(&self, socket: SocketId) -> Option<SocketAddr> {
+        super::socket_addr(self.socket(socket)?.fd.as_raw_fd())
+    }
+
+    fn close(&mut self, socket: SocketId) {
+        if let Some(s) = self.sockets.get_mut(socket.0 as usize).and_then(Option::take) {
+            let raw = s.fd.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
+        }
+        let tx = &mut self.tx;
+        self.queue.retain(|p| {
+            let keep = p.socket != socket;
+            if !keep {
+                tx.release(p.slot);
+            }
+            keep
+        });
+    }
+
+    fn tx_acquire(&mut self) -> Option<(TxSlot, &mut [u8])> {
+        let slot = self.tx.acquire()?;
+        Some((slot, self.tx.buf_mut(slot)))
+    }
+
+    fn tx_abandon(&mut self, slot: TxSlot) {
+        self.tx.release(slot);
+    }
+
+    fn send(&mut self, socket: SocketId, to: SocketAddr, slot: TxSlot, len: usize) {
+        let len = len.min(self.tx.slot_size());
+        self.queue.push_back(Pending {
+            socket,
+            to: RawAddr::from_socket_addr(to),
+            slot,
+            len,
+        });
+    }
+
+    fn poll<F: FnMut(Received)>(&mut self, wait: Wait, mut sink: F) -> Result<usize, DriverError> {
+        let mut work = self.flush() + self.receive(&mut sink);
+        if work == 0 {
+            if let Wait::For(d) = wait {
+                self.wait(d)?;
+                work = self.flush() + self.receive(&mut sink);
+            }
+        }
+        Ok(work)
+    }
+
+    fn watch(&mut self, waker: &Waker) -> Result<(), DriverError> {
+        let raw = waker.raw_fd();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&raw), WAKE_TOKEN, Interest::READABLE)
+            .map_err(|e| DriverError::io("epoll_ctl", e))?;
+        self.waker = Some(waker.clone());
+        Ok(())
+    }
+
+    fn stats(&self) -> DriverStats {
+        self.stats
+    }
+}

@@ -1,0 +1,12 @@
+//! Layer 3, the engine: shards that run sans-IO protocols over real sockets.
+//!
+//! The only module that reads clocks, opens sockets and starts threads.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "the engine is where clocks, sockets and threads live"
+)]
+
+pub mod buf;
+pub mod driver;
