@@ -5,6 +5,8 @@
 pub mod rate;
 pub mod session;
 
+use bytes::Bytes;
+
 use crate::id::Locator;
 use crate::rand::Rng;
 use crate::time::Instant;
@@ -18,12 +20,19 @@ use crate::time::Instant;
 /// [`poll_timeout`](Self::poll_timeout) and calls [`handle_timeout`](Self::handle_timeout) no
 /// later than that instant. `now` never goes backwards. Nothing here reads a clock, touches a
 /// socket, spawns, or draws ambient randomness; time and a seeded [`Rng`] are passed in.
+///
+/// # Received datagrams
+/// A received datagram arrives as a [`Bytes`] view of the buffer it was received into. The
+/// protocol may keep zero-copy slices of it ([`Bytes::slice_ref`]) for as long as it needs them,
+/// for instance as the payload of a delivered message; the buffer is freed (or returned to its
+/// pool) when the last slice is dropped.
 pub trait Protocol {
     /// What the protocol reports to the application.
     type Event;
 
     /// A datagram arrived from `from`. Malformed input is counted and dropped, never an error.
-    fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &[u8], rng: &mut Rng);
+    /// `datagram` views the driver's receive buffer; the protocol may keep slices of it.
+    fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &Bytes, rng: &mut Rng);
 
     /// The deadline last returned by `poll_timeout` has passed (early calls are harmless).
     fn handle_timeout(&mut self, now: Instant, rng: &mut Rng);

@@ -3,6 +3,8 @@
 use core::fmt;
 use core::fmt::Write as _;
 
+use bytes::Bytes;
+
 use super::link::LinkConfig;
 use super::net::{Arrival, NetStats, Network, NodeIdx, test_locator};
 use super::scheduler::Scheduler;
@@ -111,6 +113,10 @@ const TAG_EVENT: u64 = 4;
 /// arrival or timeout; at equal instants arrivals come first, and within each kind the order is
 /// scheduling order. Node `i` draws from `Rng::with_seed(seed).fork(i)`, so its randomness does
 /// not depend on the other nodes.
+///
+/// Each arriving datagram is handed over as a [`Bytes`] the protocol may keep slices of, as an
+/// engine does; its buffer is reused for later arrivals only once the protocol has dropped every
+/// slice.
 pub struct Cluster<P: Protocol> {
     nodes: Vec<Slot<P>>,
     net: Network,
@@ -374,9 +380,13 @@ impl<P: Protocol> Cluster<P> {
         self.trace.write_u64(u64::from(node.0));
         self.trace.write_u64(payload.len() as u64);
         let slot = &mut self.nodes[node.index()];
+        let datagram = Bytes::from(payload);
         slot.proto
-            .handle_datagram(self.now, from, &payload, &mut slot.rng);
-        self.net.recycle(payload);
+            .handle_datagram(self.now, from, &datagram, &mut slot.rng);
+        // The protocol may have kept slices of it; if so, the buffer goes when they do.
+        if let Ok(buf) = datagram.try_into_mut() {
+            self.net.recycle(buf.into());
+        }
         self.drain(node.0);
     }
 

@@ -632,7 +632,7 @@ fn one_datagram_of_naks_costs_bounded_work() {
     let dg = datagram(cid, &frames);
     let (from, now) = (d.loc[1], d.now);
     let before = d.ep[0].session_info(sa).expect("alive").stats;
-    d.ep[0].handle_datagram(now, from, &dg, &mut d.rng);
+    d.ep[0].handle_datagram(now, from, &Bytes::from(dg), &mut d.rng);
     let after = d.ep[0].session_info(sa).expect("alive").stats;
     let k = frames.len() as u64;
     assert!(k > 10);
@@ -646,7 +646,7 @@ fn one_datagram_of_naks_costs_bounded_work() {
     let big = datagram(cid, &vec![frames[0].clone(); 2 * k as usize]);
     assert!(big.len() > 1_472);
     let invalid = d.ep[0].stats().datagrams_invalid;
-    d.ep[0].handle_datagram(now, from, &big, &mut d.rng);
+    d.ep[0].handle_datagram(now, from, &Bytes::from(big), &mut d.rng);
     assert_eq!(d.ep[0].stats().datagrams_invalid, invalid + 1);
     let last = d.ep[0].session_info(sa).expect("alive").stats;
     assert_eq!(

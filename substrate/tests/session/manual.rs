@@ -57,7 +57,7 @@ pub(crate) struct Duo {
     pub(crate) rng: Rng,
     pub(crate) latency: Duration,
     /// (arrival, to, from-locator, bytes)
-    flight: Vec<(Instant, usize, Locator, Vec<u8>)>,
+    flight: Vec<(Instant, usize, Locator, Bytes)>,
     pub(crate) events: [Vec<Event>; 2],
     /// Returns true to DROP the datagram.
     pub(crate) drop: Filter,
@@ -143,8 +143,9 @@ impl Duo {
                     self.dropped += 1;
                     continue;
                 }
+                let bytes = Bytes::copy_from_slice(&buf);
                 self.flight
-                    .push((self.now + self.latency, to, self.loc[i], buf.clone()));
+                    .push((self.now + self.latency, to, self.loc[i], bytes));
             }
             while let Some(e) = self.ep[i].poll_event() {
                 self.events[i].push(e);
@@ -225,7 +226,8 @@ impl Duo {
     /// Hands `bytes` to endpoint `to` as if it came from `from`, then drains.
     pub(crate) fn inject(&mut self, to: usize, from: Locator, bytes: &[u8]) {
         let now = self.now;
-        self.ep[to].handle_datagram(now, from, bytes, &mut self.rng);
+        let bytes = Bytes::copy_from_slice(bytes);
+        self.ep[to].handle_datagram(now, from, &bytes, &mut self.rng);
         self.drain();
     }
 

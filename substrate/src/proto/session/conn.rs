@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::FRAGMENT_OVERHEAD_BYTES;
 use super::config::{MIN_DATAGRAM_BYTES, SessionConfig};
 use super::event::{CloseCause, Event, Message, OfferError};
-use super::recv::{Received, RecvStream};
+use super::recv::{Borrowed, Received, RecvStream};
 use super::rtt::RttEstimator;
 use super::send::{SendStream, min_later_fragment_bytes};
 use super::stats::SessionStats;
@@ -424,13 +424,14 @@ impl Session {
         (self.role == Role::Responder).then_some((self.peer?, self.peer_cid))
     }
 
-    /// A datagram for this session whose frames all decoded.
+    /// A datagram for this session whose frames all decoded; `frames` borrow from `datagram`,
+    /// which received payloads are kept as zero-copy slices of.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_datagram(
         &mut self,
         now: Instant,
         from: Locator,
-        len: usize,
+        datagram: &Bytes,
         frames: Frames<'_>,
         config: &SessionConfig,
         rng: &mut Rng,
@@ -474,7 +475,7 @@ impl Session {
         self.datagram_fresh = false;
         self.datagram_answers = false;
         self.stats.datagrams_received += 1;
-        self.stats.bytes_received += len as u64;
+        self.stats.bytes_received += datagram.len() as u64;
         self.last_received = now;
         for frame in frames.flatten() {
             // Before the Accept, only handshake frames count: the peer's data waits for repair,
@@ -482,7 +483,7 @@ impl Session {
             if self.state == State::Handshaking && !matches!(frame, Frame::Handshake(_)) {
                 continue;
             }
-            self.on_frame(now, from, frame, config, events);
+            self.on_frame(now, from, datagram, frame, config, events);
             if self.state == State::Closed {
                 return;
             }
@@ -511,6 +512,7 @@ impl Session {
         &mut self,
         now: Instant,
         from: Locator,
+        datagram: &Bytes,
         frame: Frame<'_>,
         config: &SessionConfig,
         events: &mut VecDeque<Event>,
@@ -518,7 +520,7 @@ impl Session {
         let handle = self.handle;
         match frame {
             Frame::Handshake(h) => self.on_handshake(now, config, &h, events),
-            Frame::Data(d) => self.on_data(now, config, &d, events),
+            Frame::Data(d) => self.on_data(now, config, datagram, &d, events),
             Frame::Ack(a) => {
                 let before = self.send.get(&a.stream).map(SendStream::acked);
                 self.datagram_fresh |= before.is_some_and(|b| a.next_sequence > b);
@@ -553,7 +555,10 @@ impl Session {
                 let Some(r) = self.recv_stream(config, g.stream, events) else {
                     return;
                 };
-                match r.on_gap(now, &g, delay) {
+                let copied = r.bytes_copied;
+                let gap = r.on_gap(now, &g, delay);
+                self.stats.payload_bytes_copied += r.bytes_copied - copied;
+                match gap {
                     Some((lost, readable)) => {
                         self.datagram_fresh = true;
                         let stream = g.stream;
@@ -657,6 +662,7 @@ impl Session {
         &mut self,
         now: Instant,
         config: &SessionConfig,
+        datagram: &Bytes,
         d: &Data<'_>,
         events: &mut VecDeque<Event>,
     ) {
@@ -665,7 +671,11 @@ impl Session {
         let Some(r) = self.recv_stream(config, d.stream, events) else {
             return;
         };
-        match r.on_data(now, d.sequence, d.flags, d.message, d.payload, delay) {
+        let payload = Borrowed::new(datagram, d.payload);
+        let copied = r.bytes_copied;
+        let received = r.on_data(now, d.sequence, d.flags, d.message, payload, delay);
+        self.stats.payload_bytes_copied += r.bytes_copied - copied;
+        match received {
             Received::Accepted { readable } => {
                 self.datagram_fresh = true;
                 if readable {

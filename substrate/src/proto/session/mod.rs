@@ -107,6 +107,10 @@ pub(crate) fn charged(payload_bytes: usize) -> u64 {
 }
 
 /// All sessions of one node, and the [`Protocol`] that drivers run for them.
+///
+/// As a [`Protocol`], it delivers a message that came in one fragment as a slice of the datagram
+/// it came in, without copying (only reassembly copies, counted in
+/// [`EndpointStats::payload_bytes_copied`]).
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
@@ -461,7 +465,7 @@ impl Endpoint {
 impl Protocol for Endpoint {
     type Event = Event;
 
-    fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &[u8], rng: &mut Rng) {
+    fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &Bytes, rng: &mut Rng) {
         self.now = now;
         self.stats.datagrams_received += 1;
         let max = self.config.session.max_datagram_bytes;
@@ -492,15 +496,9 @@ impl Protocol for Endpoint {
         };
         let config = &self.config.session;
         if let Some(s) = slot(&mut self.sessions, handle) {
-            s.on_datagram(
-                now,
-                from,
-                datagram.len(),
-                frames,
-                config,
-                rng,
-                &mut self.events,
-            );
+            let copied = s.stats.payload_bytes_copied;
+            s.on_datagram(now, from, datagram, frames, config, rng, &mut self.events);
+            self.stats.payload_bytes_copied += s.stats.payload_bytes_copied - copied;
             if s.is_finished() {
                 self.remove(handle);
             }

@@ -4,6 +4,12 @@
 //! Invariant: bytes held (out of order + reassembling + ready for the application) never exceed
 //! `window_bytes`, because the limit advertised is `released_offset + window_bytes` and an
 //! honest sender never sends past it; fragments that would break it are dropped and counted.
+//!
+//! Payloads are not copied on receipt: a fragment that is kept (out of order, or a whole message
+//! waiting for the application) is a zero-copy slice of the datagram it came in. The only copy
+//! is reassembly, which joins the fragments of a multi-fragment message into one buffer; it is
+//! counted in `bytes_copied`. A kept slice keeps its whole datagram buffer alive, so the window
+//! bounds the charged bytes held, not the memory of the buffers they pin.
 
 use core::ops::Range;
 use std::collections::{BTreeMap, VecDeque};
@@ -26,7 +32,7 @@ pub(crate) struct RecvStream {
     highest_seen: u64,
     /// Stream byte offset of `next_expected`.
     offset_next_expected: u64,
-    /// Fragments received beyond a gap.
+    /// Fragments received beyond a gap, as slices of their datagrams.
     out_of_order: BTreeMap<u64, Fragment>,
     out_of_order_bytes: u64,
     /// The message being reassembled from in-order fragments, and what its fragments charge.
@@ -48,6 +54,8 @@ pub(crate) struct RecvStream {
     /// Where the NAK being written starts.
     nak_from: u64,
     pub(crate) nak_due: bool,
+    /// Payload bytes copied so far (into reassembly buffers; nothing else is copied).
+    pub(crate) bytes_copied: u64,
 }
 
 #[derive(Debug)]
@@ -95,6 +103,7 @@ impl RecvStream {
             nak_horizon: 0,
             nak_from: 0,
             nak_due: false,
+            bytes_copied: 0,
         }
     }
 
@@ -137,19 +146,19 @@ impl RecvStream {
         sequence: u64,
         flags: DataFlags,
         message: u64,
-        payload: &[u8],
+        payload: Borrowed<'_>,
         nak_delay: Duration,
     ) -> Received {
         self.ack_pending = true;
         if sequence < self.next_expected || self.out_of_order.contains_key(&sequence) {
             return Received::Duplicate;
         }
-        let len = charged(payload.len());
+        let len = charged(payload.payload.len());
         if self.buffered_bytes() + len > self.window_bytes {
             return Received::OverWindow;
         }
         if sequence > self.next_expected {
-            let payload = Bytes::copy_from_slice(payload);
+            let payload = payload.view();
             self.out_of_order.insert(
                 sequence,
                 Fragment {
@@ -173,7 +182,7 @@ impl RecvStream {
         }
         self.highest_seen = self.highest_seen.max(sequence + 1);
         let was_empty = self.ready.is_empty();
-        let valid = self.absorb(flags, Fragmentish::Slice(payload));
+        let valid = self.absorb(flags, Fragmentish::Borrowed(payload));
         // Even a dropped fragment consumes its sequence number: pull in what follows it.
         self.advance(now, nak_delay);
         if !valid {
@@ -237,7 +246,7 @@ impl RecvStream {
                     continue;
                 }
             }
-            self.absorb(f.flags, Fragmentish::Owned(f.payload));
+            self.absorb(f.flags, Fragmentish::Kept(f.payload));
         }
         // Whatever was still missing or unfinished up to the gap's end is gone too.
         if damaged || self.next_expected != gap.sequence_end || self.partial.is_some() {
@@ -361,7 +370,7 @@ impl RecvStream {
             let f = entry.remove();
             self.out_of_order_bytes -= charged(f.payload.len());
             // An invalid continuation is dropped inside absorb; the sequence still advances.
-            self.absorb(f.flags, Fragmentish::Owned(f.payload));
+            self.absorb(f.flags, Fragmentish::Kept(f.payload));
         }
         if self.next_expected > start {
             self.nak_backoff = 0;
@@ -394,8 +403,10 @@ impl RecvStream {
             let payload = payload.into_bytes();
             self.push_ready(payload, charge);
         } else {
+            // Reassembly: the one place a received payload is copied.
             let partial = self.partial.get_or_insert_with(BytesMut::new);
             partial.extend_from_slice(payload.as_slice());
+            self.bytes_copied += payload.len() as u64;
             self.partial_charged += charge;
             if flags.is_last() {
                 let whole = self
@@ -426,10 +437,29 @@ impl RecvStream {
     }
 }
 
-/// A fragment's bytes: borrowed from the datagram (copied once, if kept) or already owned.
+/// A received fragment's payload, as decoded: a slice of the datagram it came in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Borrowed<'a> {
+    datagram: &'a Bytes,
+    payload: &'a [u8],
+}
+
+impl<'a> Borrowed<'a> {
+    /// `payload` must lie inside `datagram` (it was decoded from it).
+    pub(crate) fn new(datagram: &'a Bytes, payload: &'a [u8]) -> Self {
+        Self { datagram, payload }
+    }
+
+    /// The payload as a zero-copy view of the datagram, for keeping.
+    fn view(self) -> Bytes {
+        self.datagram.slice_ref(self.payload)
+    }
+}
+
+/// A fragment's bytes: borrowed from the datagram being handled, or already kept.
 enum Fragmentish<'a> {
-    Slice(&'a [u8]),
-    Owned(Bytes),
+    Borrowed(Borrowed<'a>),
+    Kept(Bytes),
 }
 
 impl Fragmentish<'_> {
@@ -438,14 +468,15 @@ impl Fragmentish<'_> {
     }
     fn as_slice(&self) -> &[u8] {
         match self {
-            Self::Slice(s) => s,
-            Self::Owned(b) => b,
+            Self::Borrowed(b) => b.payload,
+            Self::Kept(b) => b,
         }
     }
+    /// The payload as a `Bytes`, without copying.
     fn into_bytes(self) -> Bytes {
         match self {
-            Self::Slice(s) => Bytes::copy_from_slice(s),
-            Self::Owned(b) => b,
+            Self::Borrowed(b) => b.view(),
+            Self::Kept(b) => b,
         }
     }
 }
@@ -478,6 +509,21 @@ mod tests {
         out
     }
 
+    /// Hands `payload` to `r` as the whole of a datagram of its own.
+    fn on_data(
+        r: &mut RecvStream,
+        now: Instant,
+        sequence: u64,
+        flags: DataFlags,
+        message: u64,
+        payload: &[u8],
+        nak_delay: Duration,
+    ) -> Received {
+        let datagram = Bytes::copy_from_slice(payload);
+        let payload = Borrowed::new(&datagram, &datagram);
+        r.on_data(now, sequence, flags, message, payload, nak_delay)
+    }
+
     fn drain(r: &mut RecvStream) -> Vec<u64> {
         std::iter::from_fn(|| r.take()).map(|m| m.number).collect()
     }
@@ -506,7 +552,7 @@ mod tests {
             let mut r = RecvStream::new(StreamId(0), WINDOW);
             let mut delivered = Vec::new();
             for (seq, flags, message, payload) in &kept {
-                r.on_data(now, *seq, *flags, *message, payload, delay);
+                on_data(&mut r, now, *seq, *flags, *message, payload, delay);
                 delivered.extend(drain(&mut r));
             }
             let total_bytes: u64 = frags.iter().map(|f| charged(f.3.len())).sum();
@@ -550,7 +596,7 @@ mod tests {
             let mut r = RecvStream::new(StreamId(0), WINDOW);
             let mut delivered = Vec::new();
             for (seq, flags, message, payload) in &arrivals {
-                r.on_data(Instant::ZERO, *seq, *flags, *message, payload, Duration::ZERO);
+                on_data(&mut r, Instant::ZERO, *seq, *flags, *message, payload, Duration::ZERO);
                 delivered.extend(drain(&mut r));
             }
             prop_assert_eq!(delivered, (0..sizes.len() as u64).collect::<Vec<_>>());
@@ -570,7 +616,7 @@ mod tests {
             let mut r = RecvStream::new(StreamId(0), WINDOW);
             for &(seq, at_ms) in &arrivals {
                 let at = Instant::ZERO + Duration::from_millis(at_ms);
-                r.on_data(at, seq, DataFlags::WHOLE, seq, &[1], Duration::from_millis(5));
+                on_data(&mut r, at, seq, DataFlags::WHOLE, seq, &[1], Duration::from_millis(5));
             }
             let now = Instant::ZERO + Duration::from_millis(now_ms);
             if retry {
@@ -599,17 +645,86 @@ mod tests {
         let now = Instant::ZERO;
         let d = Duration::ZERO;
         assert_eq!(
-            r.on_data(now, 1, DataFlags::WHOLE, 1, &[0; 60], d),
+            on_data(&mut r, now, 1, DataFlags::WHOLE, 1, &[0; 60], d),
             Received::Accepted { readable: false }
         );
         assert_eq!(
-            r.on_data(now, 2, DataFlags::WHOLE, 2, &[0; 60], d),
+            on_data(&mut r, now, 2, DataFlags::WHOLE, 2, &[0; 60], d),
             Received::OverWindow
         );
         assert_eq!(
-            r.on_data(now, 1, DataFlags::WHOLE, 1, &[0; 60], d),
+            on_data(&mut r, now, 1, DataFlags::WHOLE, 1, &[0; 60], d),
             Received::Duplicate
         );
         assert!(r.buffered_bytes() <= 100 + 2 * FRAGMENT_OVERHEAD_BYTES);
+    }
+}
+
+#[cfg(test)]
+mod zero_copy_tests {
+    use super::*;
+
+    /// Whether `inner` lies inside `outer`'s memory.
+    fn inside(inner: &Bytes, outer: &Bytes) -> bool {
+        let range = outer.as_ptr_range();
+        let start = inner.as_ptr();
+        range.contains(&start) && start as usize + inner.len() <= range.end as usize
+    }
+
+    /// A datagram whose bytes `at..at + len` are a fragment payload (the rest stands for the
+    /// header and other frames).
+    fn datagram_with(fill: u8, at: usize, len: usize) -> (Bytes, Range<usize>) {
+        let mut v = vec![0xee; at + len + 7];
+        v[at..at + len].fill(fill);
+        (Bytes::from(v), at..at + len)
+    }
+
+    #[test]
+    fn single_fragment_messages_are_views_of_their_datagrams_in_and_out_of_order() {
+        let mut r = RecvStream::new(StreamId(0), 1 << 20);
+        let (now, d) = (Instant::ZERO, Duration::ZERO);
+        let (first, p0) = datagram_with(1, 20, 100);
+        let (second, p1) = datagram_with(2, 33, 300);
+        // The second message arrives first: it waits out of order, as a view.
+        let b = Borrowed::new(&second, &second[p1]);
+        assert_eq!(
+            r.on_data(now, 1, DataFlags::WHOLE, 1, b, d),
+            Received::Accepted { readable: false }
+        );
+        let b = Borrowed::new(&first, &first[p0]);
+        assert_eq!(
+            r.on_data(now, 0, DataFlags::WHOLE, 0, b, d),
+            Received::Accepted { readable: true }
+        );
+        let m0 = r.take().unwrap();
+        let m1 = r.take().unwrap();
+        assert_eq!((m0.number, m1.number), (0, 1));
+        assert_eq!(&m0.payload[..], &[1; 100][..]);
+        assert_eq!(&m1.payload[..], &[2; 300][..]);
+        assert!(inside(&m0.payload, &first), "message 0 was copied");
+        assert!(inside(&m1.payload, &second), "message 1 was copied");
+        assert_eq!(m0.payload.as_ptr(), first[20..].as_ptr());
+        assert_eq!(r.bytes_copied, 0);
+    }
+
+    #[test]
+    fn only_reassembly_copies() {
+        let mut r = RecvStream::new(StreamId(0), 1 << 20);
+        let (now, d) = (Instant::ZERO, Duration::ZERO);
+        let parts = [
+            (DataFlags::FIRST, datagram_with(1, 20, 100)),
+            (DataFlags(0), datagram_with(2, 20, 200)),
+            (DataFlags::LAST, datagram_with(3, 20, 50)),
+        ];
+        // Out of order: the last two wait as views, and are copied once, on reassembly.
+        for seq in [2, 1, 0] {
+            let (flags, (datagram, p)) = &parts[seq];
+            let b = Borrowed::new(datagram, &datagram[p.clone()]);
+            r.on_data(now, seq as u64, *flags, 0, b, d);
+        }
+        let m = r.take().unwrap();
+        assert_eq!(m.payload.len(), 350);
+        assert_eq!(r.bytes_copied, 350);
+        assert!(parts.iter().all(|(_, (dg, _))| !inside(&m.payload, dg)));
     }
 }

@@ -14,6 +14,9 @@ pub struct SessionStats {
     pub datagrams_received: u64,
     /// Bytes of valid datagrams received.
     pub bytes_received: u64,
+    /// Received payload bytes copied: reassembly of messages that came in several fragments.
+    /// A message that came in one fragment is delivered as a slice of its datagram, uncopied.
+    pub payload_bytes_copied: u64,
     /// Messages accepted by `offer`.
     pub messages_offered: u64,
     /// Messages handed to the application by `recv`.
@@ -82,6 +85,9 @@ pub struct EndpointStats {
     pub replies_dropped: u64,
     /// Late or replayed Hellos of sessions that already ended, ignored.
     pub hellos_stale: u64,
+    /// Received payload bytes copied, summed over every session, ended ones included (see
+    /// [`SessionStats::payload_bytes_copied`]).
+    pub payload_bytes_copied: u64,
 }
 
 impl EndpointStats {

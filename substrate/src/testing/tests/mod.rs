@@ -8,6 +8,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use bytes::Bytes;
+
 use super::*;
 use crate::id::Locator;
 use crate::proto::{Protocol, Transmit};
@@ -63,7 +65,7 @@ impl Probe {
 impl Protocol for Probe {
     type Event = Ev;
 
-    fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &[u8], _: &mut Rng) {
+    fn handle_datagram(&mut self, now: Instant, from: Locator, datagram: &Bytes, _: &mut Rng) {
         let seq = u64::from_le_bytes(datagram[..8].try_into().unwrap());
         self.events.push_back(Ev::Got {
             at: now,
