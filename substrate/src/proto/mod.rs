@@ -11,6 +11,12 @@ use crate::id::Locator;
 use crate::rand::Rng;
 use crate::time::Instant;
 
+/// Smallest datagram any protocol here works with: room for the header, a handshake and some
+/// payload. A session's `max_datagram_bytes` is at least this, and a `poll_transmit` buffer
+/// shorter than this gets `None`.
+pub const MIN_DATAGRAM_BYTES: usize = 128;
+const _: () = assert!(MIN_DATAGRAM_BYTES > crate::wire::HEADER_LEN + 100);
+
 /// A sans-IO protocol instance, driven by an engine shard, the simulator or the test harness.
 ///
 /// # The drive contract
@@ -21,11 +27,19 @@ use crate::time::Instant;
 /// later than that instant. `now` never goes backwards. Nothing here reads a clock, touches a
 /// socket, spawns, or draws ambient randomness; time and a seeded [`Rng`] are passed in.
 ///
-/// # Received datagrams
-/// A received datagram arrives as a [`Bytes`] view of the buffer it was received into. The
-/// protocol may keep zero-copy slices of it ([`Bytes::slice_ref`]) for as long as it needs them,
-/// for instance as the payload of a delivered message; the buffer is freed (or returned to its
-/// pool) when the last slice is dropped.
+/// # Buffers
+/// Both directions work on buffers the driver owns, so that an engine can hand over its
+/// registered receive and send buffers without copying:
+/// - A received datagram arrives as a [`Bytes`] view of the buffer it was received into. The
+///   protocol may keep zero-copy slices of it ([`Bytes::slice_ref`]) for as long as it needs
+///   them, for instance as the payload of a delivered message; the buffer is freed (or returned
+///   to its pool) when the last slice is dropped.
+/// - A datagram to send is written at the start of a caller-owned slice, of whatever length the
+///   driver chooses (a fixed-size slot of a buffer arena, say). The protocol never writes past
+///   `buf.len()` and never needs more room: it shortens datagrams to fit. A `buf` shorter than
+///   [`MIN_DATAGRAM_BYTES`] holds no useful datagram: the protocol returns `None` and keeps its
+///   output for a later call. The slice's contents on entry are unspecified (the driver need not
+///   zero it); only the first [`Transmit::len`] bytes are meaningful on return.
 pub trait Protocol {
     /// What the protocol reports to the application.
     type Event;
@@ -37,9 +51,10 @@ pub trait Protocol {
     /// The deadline last returned by `poll_timeout` has passed (early calls are harmless).
     fn handle_timeout(&mut self, now: Instant, rng: &mut Rng);
 
-    /// Writes the next datagram to send into `buf` (cleared first) and says where it goes, or
-    /// returns `None` when there is nothing to send now (pacing and flow control may hold data).
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit>;
+    /// Writes the next datagram to send at the start of `buf` and says how long it is and where
+    /// it goes, or returns `None` when there is nothing to send now (pacing and flow control may
+    /// hold data) or `buf` is shorter than [`MIN_DATAGRAM_BYTES`]. Never writes past `buf.len()`.
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit>;
 
     /// The next event for the application, oldest first.
     fn poll_event(&mut self) -> Option<Self::Event>;
@@ -48,9 +63,12 @@ pub trait Protocol {
     fn poll_timeout(&self) -> Option<Instant>;
 }
 
-/// Where the datagram that `poll_transmit` wrote into the caller's buffer must go.
+/// The datagram that `poll_transmit` wrote into the caller's buffer: how long it is and where it
+/// must go.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Transmit {
     /// The destination locator.
     pub destination: Locator,
+    /// Bytes written at the start of the caller's buffer: the datagram is `buf[..len]`.
+    pub len: usize,
 }

@@ -13,6 +13,7 @@ use crate::id::Locator;
 use crate::proto::Protocol;
 use crate::rand::Rng;
 use crate::time::{Duration, Instant};
+use crate::wire::MAX_DATAGRAM_BYTES;
 
 /// One transmit, as shown to the [`Cluster::set_on_transmit`] observer.
 #[derive(Clone, Copy, Debug)]
@@ -114,9 +115,10 @@ const TAG_EVENT: u64 = 4;
 /// scheduling order. Node `i` draws from `Rng::with_seed(seed).fork(i)`, so its randomness does
 /// not depend on the other nodes.
 ///
-/// Each arriving datagram is handed over as a [`Bytes`] the protocol may keep slices of, as an
-/// engine does; its buffer is reused for later arrivals only once the protocol has dropped every
-/// slice.
+/// Buffers are handled as an engine would: `poll_transmit` writes into one fixed buffer of
+/// [`MAX_DATAGRAM_BYTES`], never cleared between calls, and each arriving datagram is handed over
+/// as a [`Bytes`] the protocol may keep slices of. Its buffer is reused for later arrivals only
+/// once the protocol has dropped every slice.
 pub struct Cluster<P: Protocol> {
     nodes: Vec<Slot<P>>,
     net: Network,
@@ -124,7 +126,7 @@ pub struct Cluster<P: Protocol> {
     timers: Scheduler<(u32, u32)>,
     now: Instant,
     seed: u64,
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
     trace: TraceHash,
     event_trace: Option<fn(&P::Event, &mut TraceHash)>,
     on_transmit: Option<TransmitHook>,
@@ -157,7 +159,7 @@ impl<P: Protocol> Cluster<P> {
             timers: Scheduler::new(),
             now: Instant::ZERO,
             seed,
-            buf: Vec::with_capacity(2048),
+            buf: vec![0; MAX_DATAGRAM_BYTES].into_boxed_slice(),
             trace: TraceHash::new(),
             event_trace: None,
             on_transmit: None,
@@ -399,11 +401,12 @@ impl<P: Protocol> Cluster<P> {
         let mut outputs = 0u64;
         'drain: loop {
             let mut any = false;
-            loop {
-                self.buf.clear();
-                let Some(t) = slot.proto.poll_transmit(now, &mut self.buf) else {
-                    break;
-                };
+            while let Some(t) = slot.proto.poll_transmit(now, &mut self.buf) {
+                assert!(
+                    t.len <= self.buf.len(),
+                    "a protocol reported a transmit longer than its buffer"
+                );
+                let bytes = &self.buf[..t.len];
                 any = true;
                 outputs += 1;
                 let from = self.net.locator(NodeIdx(node));
@@ -412,9 +415,8 @@ impl<P: Protocol> Cluster<P> {
                 self.trace.write_u64(u64::from(node));
                 self.trace.write_locator(&from);
                 self.trace.write_locator(&t.destination);
-                self.trace.write_bytes(&self.buf);
+                self.trace.write_bytes(bytes);
                 if let Some(f) = &mut self.on_transmit {
-                    let bytes = &self.buf;
                     f(&TransmitInfo {
                         at: now,
                         node: NodeIdx(node),
@@ -423,7 +425,7 @@ impl<P: Protocol> Cluster<P> {
                         bytes,
                     });
                 }
-                self.net.send(now, NodeIdx(node), t.destination, &self.buf);
+                self.net.send(now, NodeIdx(node), t.destination, bytes);
                 if outputs > limit {
                     break 'drain;
                 }

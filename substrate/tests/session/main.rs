@@ -1,6 +1,7 @@
 //! Behaviour of the sans-IO session over the in-memory network, one behaviour per module.
 
 mod backpressure;
+mod buffers;
 mod chaos;
 mod close;
 mod common;

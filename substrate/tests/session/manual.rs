@@ -9,7 +9,7 @@ use substrate::proto::session::{Endpoint, EndpointConfig, Event, SessionConfig};
 use substrate::rand::Rng;
 use substrate::testing::test_locator;
 use substrate::time::{Duration, Instant};
-use substrate::wire::{Frame, decode_datagram};
+use substrate::wire::{Frame, MAX_DATAGRAM_BYTES, decode_datagram};
 
 /// What a filter sees of one datagram.
 pub(crate) struct Seen<'a> {
@@ -58,6 +58,8 @@ pub(crate) struct Duo {
     pub(crate) latency: Duration,
     /// (arrival, to, from-locator, bytes)
     flight: Vec<(Instant, usize, Locator, Bytes)>,
+    /// Where endpoints write their datagrams; never cleared, as on the engine.
+    buf: Box<[u8]>,
     pub(crate) events: [Vec<Event>; 2],
     /// Returns true to DROP the datagram.
     pub(crate) drop: Filter,
@@ -89,6 +91,7 @@ impl Duo {
             rng: Rng::with_seed(7),
             latency,
             flight: Vec::new(),
+            buf: vec![0; MAX_DATAGRAM_BYTES].into_boxed_slice(),
             events: [Vec::new(), Vec::new()],
             drop: Box::new(|_| false),
             sa: SessionHandle::new(0, 0),
@@ -126,9 +129,9 @@ impl Duo {
 
     /// Drains both endpoints' transmits and events.
     pub(crate) fn drain(&mut self) {
-        let mut buf = Vec::new();
         for i in 0..2 {
-            while let Some(t) = self.ep[i].poll_transmit(self.now, &mut buf) {
+            while let Some(t) = self.ep[i].poll_transmit(self.now, &mut self.buf) {
+                let buf = &self.buf[..t.len];
                 self.sent[i] += 1;
                 let to = self
                     .loc
@@ -137,13 +140,13 @@ impl Duo {
                     .expect("known destination");
                 let seen = Seen {
                     from: i,
-                    bytes: &buf,
+                    bytes: buf,
                 };
                 if (self.drop)(&seen) {
                     self.dropped += 1;
                     continue;
                 }
-                let bytes = Bytes::copy_from_slice(&buf);
+                let bytes = Bytes::copy_from_slice(buf);
                 self.flight
                     .push((self.now + self.latency, to, self.loc[i], bytes));
             }

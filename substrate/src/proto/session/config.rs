@@ -5,7 +5,7 @@ use thiserror::Error;
 use crate::id::NodeId;
 use crate::proto::rate::Rate;
 use crate::time::Duration;
-use crate::wire::{HEADER_LEN, MAX_DATAGRAM_BYTES};
+use crate::wire::MAX_DATAGRAM_BYTES;
 
 /// How every session of an endpoint behaves. The defaults suit a LAN or loopback.
 #[derive(Clone, Debug)]
@@ -153,9 +153,7 @@ impl EndpointConfig {
 /// Largest window or buffer size a configuration may name.
 pub const MAX_WINDOW_BYTES: u64 = 1 << 48;
 
-/// Smallest datagram a session will work with: the header, a handshake and some payload.
-pub const MIN_DATAGRAM_BYTES: usize = 128;
-const _: () = assert!(MIN_DATAGRAM_BYTES > HEADER_LEN + 100);
+pub use crate::proto::MIN_DATAGRAM_BYTES;
 
 /// A configuration that cannot work.
 #[derive(Clone, Copy, Debug, Eq, Error, PartialEq)]

@@ -839,14 +839,15 @@ impl Session {
 
     // ---- output -------------------------------------------------------------------------------
 
-    /// Writes the next datagram into `buf`; returns where it goes.
+    /// Writes the next datagram at the start of `buf`, at most `max_datagram_bytes` of it;
+    /// returns where it goes and its length. `buf` holds at least [`MIN_DATAGRAM_BYTES`].
     pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         config: &SessionConfig,
-        buf: &mut Vec<u8>,
+        buf: &mut [u8],
         events: &mut VecDeque<Event>,
-    ) -> Option<Locator> {
+    ) -> Option<(Locator, usize)> {
         if self.state == State::Closed {
             return None;
         }
@@ -873,6 +874,9 @@ impl Session {
             } else {
                 ""
             };
+            // The reason was cut to fit `max_datagram_bytes`; a driver's buffer may be shorter.
+            // The frame takes at most 8 bytes besides the reason.
+            let reason = utf8_prefix(reason, w.space().saturating_sub(8));
             w.put(&Frame::Close(Close { code, reason }));
             c.sends += 1;
             c.resend_at = now + pto.saturating_mul(1 << c.sends.min(16));
@@ -1039,11 +1043,11 @@ impl Session {
         }
     }
 
-    fn sent(&mut self, w: Writer<'_>, to: Locator) -> Locator {
+    fn sent(&mut self, w: Writer<'_>, to: Locator) -> (Locator, usize) {
         let len = w.finish();
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += len as u64;
-        to
+        (to, len)
     }
 }
 
@@ -1115,28 +1119,41 @@ impl DataTurn {
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    let end = utf8_prefix(s, max).len();
+    s.truncate(end);
 }
 
-/// Fills one datagram: header first, then frames while they fit.
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn utf8_prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Fills one datagram at the start of the caller's buffer: header first, then frames while they
+/// fit. Nothing is cleared or zeroed: every byte up to `pos` is written before it is read, and
+/// the caller reads only the first `finish()` bytes.
 struct Writer<'a> {
-    buf: &'a mut Vec<u8>,
+    buf: &'a mut [u8],
     pos: usize,
 }
 
 impl<'a> Writer<'a> {
-    fn new(buf: &'a mut Vec<u8>, max: usize, destination: ConnectionId) -> Self {
-        // Only the tail beyond the caller's last datagram is zeroed: everything up to `pos` is
-        // written before it is read, and `finish` truncates the rest.
-        buf.resize(max, 0);
+    /// A writer over the first `max` bytes of `buf` (all of it, if shorter), which must hold
+    /// at least [`MIN_DATAGRAM_BYTES`].
+    fn new(buf: &'a mut [u8], max: usize, destination: ConnectionId) -> Self {
+        debug_assert!(
+            buf.len() >= MIN_DATAGRAM_BYTES,
+            "the endpoint checks the buffer"
+        );
+        let len = buf.len().min(max);
         let mut w = Self {
-            buf,
+            buf: &mut buf[..len],
             pos: HEADER_LEN,
         };
         w.destination(destination);
@@ -1178,8 +1195,8 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// The datagram's length: it is the first this many bytes of the buffer.
     fn finish(self) -> usize {
-        self.buf.truncate(self.pos);
         self.pos
     }
 }

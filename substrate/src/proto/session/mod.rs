@@ -110,7 +110,11 @@ pub(crate) fn charged(payload_bytes: usize) -> u64 {
 ///
 /// As a [`Protocol`], it delivers a message that came in one fragment as a slice of the datagram
 /// it came in, without copying (only reassembly copies, counted in
-/// [`EndpointStats::payload_bytes_copied`]).
+/// [`EndpointStats::payload_bytes_copied`]). It writes datagrams of at most
+/// `min(buf.len(), max_datagram_bytes)` bytes. Data fragments are cut for the session's
+/// `max_datagram_bytes`, so a driver should pass buffers at least that long: with shorter ones
+/// every control frame still goes out, but a fragment that does not fit waits for a buffer that
+/// holds it.
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
@@ -516,22 +520,28 @@ impl Protocol for Endpoint {
         self.reap_finished();
     }
 
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.now = now;
+        if buf.len() < MIN_DATAGRAM_BYTES {
+            return None;
+        }
         if let Some((to, cid, code, reason)) = self.replies.pop_front() {
-            buf.clear();
-            buf.resize(crate::wire::HEADER_LEN + 8 + reason.len(), 0);
             let header = Header {
                 version: VERSION_1,
                 flags: 0,
                 destination: cid,
             };
-            let at = header.encode(buf).expect("INVARIANT: sized above");
+            let at = header
+                .encode(buf)
+                .expect("INVARIANT: buf holds MIN_DATAGRAM_BYTES");
+            // Refusal reasons are short literals: header and frame fit MIN_DATAGRAM_BYTES.
             let n = Frame::Close(Close { code, reason })
                 .encode(&mut buf[at..])
-                .expect("INVARIANT: sized above");
-            buf.truncate(at + n);
-            return Some(Transmit { destination: to });
+                .expect("INVARIANT: buf holds MIN_DATAGRAM_BYTES");
+            return Some(Transmit {
+                destination: to,
+                len: at + n,
+            });
         }
         let n = self.sessions.len();
         let config = &self.config.session;
@@ -540,9 +550,9 @@ impl Protocol for Endpoint {
             let Some(s) = self.sessions[i].as_mut() else {
                 continue;
             };
-            if let Some(destination) = s.poll_transmit(now, config, buf, &mut self.events) {
+            if let Some((destination, len)) = s.poll_transmit(now, config, buf, &mut self.events) {
                 self.next_turn = (i + 1) % n;
-                return Some(Transmit { destination });
+                return Some(Transmit { destination, len });
             }
         }
         self.reap_finished();

@@ -85,11 +85,16 @@ impl Protocol for Probe {
         }
     }
 
-    fn poll_transmit(&mut self, _: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    fn poll_transmit(&mut self, _: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if self.out.front()?.1.len() > buf.len() {
+            return None;
+        }
         let (to, bytes) = self.out.pop_front()?;
-        buf.clear();
-        buf.extend_from_slice(&bytes);
-        Some(Transmit { destination: to })
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        Some(Transmit {
+            destination: to,
+            len: bytes.len(),
+        })
     }
 
     fn poll_event(&mut self) -> Option<Ev> {
