@@ -9,4 +9,13 @@
 )]
 
 pub mod buf;
+pub mod clock;
 pub mod driver;
+pub mod idle;
+mod node;
+mod shard;
+
+pub use node::{
+    Claim, Counters, Delivery, Node, NodeBuilder, NodeError, NodeEvent, OfferError, Publication,
+    SessionId, Subscription, Threading,
+};

@@ -113,7 +113,12 @@ mod tests {
 
     #[test]
     fn round_trips_v4_and_v6() {
-        for a in ["127.0.0.1:9", "198.18.0.7:65535", "[::1]:4000", "[fe80::1%3]:1"] {
+        for a in [
+            "127.0.0.1:9",
+            "198.18.0.7:65535",
+            "[::1]:4000",
+            "[fe80::1%3]:1",
+        ] {
             let a: SocketAddr = a.parse().unwrap();
             assert_eq!(RawAddr::from_socket_addr(a).to_socket_addr(), Some(a));
         }

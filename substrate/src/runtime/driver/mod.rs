@@ -323,12 +323,17 @@ pub fn select(forced: Option<DriverKind>) -> Result<Selection, String> {
 pub(crate) fn open_socket(addr: SocketAddr, buffer_bytes: usize) -> Result<OwnedFd, DriverError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = Domain::for_address(addr);
-    let s = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))
-        .map_err(|e| DriverError::io("socket", e))?;
+    let s = Socket::new(
+        domain,
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )
+    .map_err(|e| DriverError::io("socket", e))?;
     // Root may exceed net.core.{r,w}mem_max with the FORCE variants; others get what is allowed.
     set_buffer(&s, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, buffer_bytes);
     set_buffer(&s, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, buffer_bytes);
-    s.bind(&addr.into()).map_err(|e| DriverError::io("bind", e))?;
+    s.bind(&addr.into())
+        .map_err(|e| DriverError::io("bind", e))?;
     Ok(s.into())
 }
 

@@ -205,7 +205,12 @@ impl PollDriver {
     }
 
     /// One `recvmmsg` into free pool slots; returns datagrams read (0 when the socket is empty).
-    fn receive_batch<F: FnMut(Received)>(&mut self, fd: RawFd, id: SocketId, sink: &mut F) -> usize {
+    fn receive_batch<F: FnMut(Received)>(
+        &mut self,
+        fd: RawFd,
+        id: SocketId,
+        sink: &mut F,
+    ) -> usize {
         self.slots.clear();
         while self.slots.len() < BATCH {
             let Some(s) = self.rx.take() else { break };
@@ -233,11 +238,20 @@ impl PollDriver {
         // SAFETY: each header points at a free pool slot of `size` bytes and an address buffer,
         // all valid and owned by this driver for the duration of the call.
         let r = unsafe {
-            libc::recvmmsg(fd, self.msgs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         let got = if r < 0 {
             let e = io::Error::last_os_error();
-            if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
                 self.stats.recv_errors += 1;
             }
             0
@@ -275,7 +289,12 @@ impl PollDriver {
     }
 
     /// Every slot is lent out: read one datagram into scratch memory and copy it (counted).
-    fn receive_spill<F: FnMut(Received)>(&mut self, fd: RawFd, id: SocketId, sink: &mut F) -> usize {
+    fn receive_spill<F: FnMut(Received)>(
+        &mut self,
+        fd: RawFd,
+        id: SocketId,
+        sink: &mut F,
+    ) -> usize {
         let mut from = RawAddr::empty();
         self.stats.syscalls += 1;
         // SAFETY: reads into our scratch buffer and address storage, both valid and exclusive.
@@ -371,7 +390,11 @@ impl Driver for PollDriver {
     }
 
     fn close(&mut self, socket: SocketId) {
-        if let Some(s) = self.sockets.get_mut(socket.0 as usize).and_then(Option::take) {
+        if let Some(s) = self
+            .sockets
+            .get_mut(socket.0 as usize)
+            .and_then(Option::take)
+        {
             let raw = s.fd.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
         }

@@ -112,6 +112,15 @@ impl<T> Producer<T> {
 }
 
 impl<T> Consumer<T> {
+    /// Whether the ring is empty right now (the producer may push at any moment).
+    pub fn is_empty(&mut self) -> bool {
+        if self.head != self.tail_seen {
+            return false;
+        }
+        self.tail_seen = self.ring.tail.load(Ordering::Acquire);
+        self.head == self.tail_seen
+    }
+
     /// Takes the oldest value, if any. Never blocks.
     pub fn try_pop(&mut self) -> Option<T> {
         if self.head == self.tail_seen {

@@ -1,0 +1,57 @@
+//! Helpers: two nodes on loopback, driven on this thread (invoker mode).
+
+use std::time::{Duration, Instant};
+
+use substrate::id::NodeId;
+use substrate::runtime::driver::DriverKind;
+use substrate::runtime::{Node, NodeEvent, SessionId, Threading};
+
+/// Both drivers, for tests that must pass on each.
+pub(crate) const DRIVERS: [DriverKind; 2] = [DriverKind::Poll, DriverKind::Uring];
+
+/// How long a test may wait for something before it fails (a bound, not a measurement).
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A node on loopback in invoker mode with one shard.
+pub(crate) fn node(id: u64, driver: DriverKind) -> substrate::runtime::NodeBuilder {
+    Node::builder(NodeId::from_u64(id))
+        .shards(1)
+        .driver(driver)
+        .threading(Threading::Invoker)
+        .seed(id)
+}
+
+/// Runs both nodes until `done` says so; panics after [`PATIENCE`].
+pub(crate) fn run_until(
+    a: &mut Node,
+    b: &mut Node,
+    mut done: impl FnMut(&mut Node, &mut Node) -> bool,
+) {
+    let start = Instant::now();
+    while !done(a, b) {
+        a.invoke();
+        b.invoke();
+        assert!(start.elapsed() < PATIENCE, "gave up waiting");
+    }
+}
+
+/// Connects `a` to `b`; returns the session on each side once both report `Connected`.
+pub(crate) fn connect(a: &mut Node, b: &mut Node) -> (SessionId, SessionId) {
+    let to = b.locators()[0];
+    let sa = a.connect(to).expect("connect");
+    let (mut ca, mut cb) = (false, None);
+    run_until(a, b, |a, b| {
+        while let Some(e) = a.poll_event() {
+            if matches!(e, NodeEvent::Connected { session, .. } if session == sa) {
+                ca = true;
+            }
+        }
+        while let Some(e) = b.poll_event() {
+            if let NodeEvent::Connected { session, .. } = e {
+                cb = Some(session);
+            }
+        }
+        ca && cb.is_some()
+    });
+    (sa, cb.expect("connected"))
+}
