@@ -582,9 +582,8 @@ impl<D: Driver> Shard<D> {
             let Some(sub) = self.subs.iter_mut().find(|s| s.stream == stream) else {
                 continue;
             };
-            let key = match self.keys.get(&session) {
-                Some(&k) => k,
-                None => continue,
+            let Some(&key) = self.keys.get(&session) else {
+                continue;
             };
             let mut drained = false;
             let mut n = 0;

@@ -16,7 +16,7 @@ use crate::proto::rate::Rate;
 use crate::rand::Rng;
 use crate::time::{Duration, Instant, duration_ns};
 use crate::wire::{
-    Ack, Close, CloseCode, Data, Frame, Frames, HEADER_LEN, Handshake, HandshakeStage, Header,
+    Ack, Close, CloseCode, Data, Frame, HEADER_LEN, Handshake, HandshakeStage, Header,
     Heartbeat, Nak, RangeList, SUPPORTED_VERSIONS, VERSION_1,
 };
 
@@ -432,7 +432,7 @@ impl Session {
         now: Instant,
         from: Locator,
         datagram: &Bytes,
-        frames: Frames<'_>,
+        frames: &[Frame<'_>],
         config: &SessionConfig,
         rng: &mut Rng,
         events: &mut VecDeque<Event>,
@@ -457,7 +457,7 @@ impl Session {
             self.heard_on_path = now;
             // Accept to the initiator's immediate heartbeat (id 1) is a round trip; anything
             // later (that heartbeat lost) would inflate it. Probe for a clean sample as well.
-            let first_heartbeat = frames.clone().flatten().any(|f| {
+            let first_heartbeat = frames.iter().any(|f| {
                 matches!(
                     f,
                     Frame::Heartbeat(Heartbeat {
@@ -477,13 +477,13 @@ impl Session {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += datagram.len() as u64;
         self.last_received = now;
-        for frame in frames.flatten() {
+        for frame in frames {
             // Before the Accept, only handshake frames count: the peer's data waits for repair,
             // so the application hears `Connected` before anything else of this session.
             if self.state == State::Handshaking && !matches!(frame, Frame::Handshake(_)) {
                 continue;
             }
-            self.on_frame(now, from, datagram, frame, config, events);
+            self.on_frame(now, from, datagram, frame.clone(), config, events);
             if self.state == State::Closed {
                 return;
             }

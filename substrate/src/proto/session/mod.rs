@@ -135,6 +135,8 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     next_turn: usize,
     stats: EndpointStats,
+    /// The frames of the datagram being handled; kept only for its allocation.
+    frame_scratch: Vec<Frame<'static>>,
 }
 
 /// A snapshot of one session, for tools and tests.
@@ -173,6 +175,7 @@ impl Endpoint {
             events: VecDeque::new(),
             next_turn: 0,
             stats: EndpointStats::default(),
+            frame_scratch: Vec::new(),
         })
     }
 
@@ -385,11 +388,11 @@ impl Endpoint {
         &mut self,
         now: Instant,
         from: Locator,
-        frames: crate::wire::Frames<'_>,
+        frames: &[Frame<'_>],
         rng: &mut Rng,
     ) {
-        let hello = frames.flatten().find_map(|f| match f {
-            Frame::Handshake(h) if h.stage == HandshakeStage::Hello => Some(h),
+        let hello = frames.iter().find_map(|f| match f {
+            Frame::Handshake(h) if h.stage == HandshakeStage::Hello => Some(h.clone()),
             _ => None,
         });
         let Some(hello) = hello else {
@@ -487,26 +490,34 @@ impl Protocol for Endpoint {
             Ok(x) => x,
             Err(e) => return self.stats.count_invalid(e),
         };
-        // Validate every frame first: a datagram with a malformed frame has no effect at all.
-        if let Some(Err(e)) = frames.clone().find(Result::is_err) {
-            return self.stats.count_invalid(e);
-        }
-        if header.destination == ConnectionId::NONE {
-            return self.on_hello(now, from, frames, rng);
-        }
-        let Some(&handle) = self.by_cid.get(&header.destination) else {
-            self.stats.unknown_connection += 1;
-            return;
-        };
-        let config = &self.config.session;
-        if let Some(s) = slot(&mut self.sessions, handle) {
-            let copied = s.stats.payload_bytes_copied;
-            s.on_datagram(now, from, datagram, frames, config, rng, &mut self.events);
-            self.stats.payload_bytes_copied += s.stats.payload_bytes_copied - copied;
-            if s.is_finished() {
-                self.remove(handle);
+        // Decode every frame first (once, into a reused list): a datagram with a malformed
+        // frame has no effect at all.
+        let mut list = recycle(std::mem::take(&mut self.frame_scratch));
+        for f in frames {
+            match f {
+                Ok(f) => list.push(f),
+                Err(e) => {
+                    self.frame_scratch = recycle(list);
+                    return self.stats.count_invalid(e);
+                }
             }
         }
+        if header.destination == ConnectionId::NONE {
+            self.on_hello(now, from, &list, rng);
+        } else if let Some(&handle) = self.by_cid.get(&header.destination) {
+            let config = &self.config.session;
+            if let Some(s) = slot(&mut self.sessions, handle) {
+                let copied = s.stats.payload_bytes_copied;
+                s.on_datagram(now, from, datagram, &list, config, rng, &mut self.events);
+                self.stats.payload_bytes_copied += s.stats.payload_bytes_copied - copied;
+                if s.is_finished() {
+                    self.remove(handle);
+                }
+            }
+        } else {
+            self.stats.unknown_connection += 1;
+        }
+        self.frame_scratch = recycle(list);
     }
 
     fn handle_timeout(&mut self, now: Instant, _rng: &mut Rng) {
@@ -570,6 +581,13 @@ impl Protocol for Endpoint {
             .filter_map(Session::next_timeout)
             .min()
     }
+}
+
+/// Empties a frame list and hands back its allocation for frames of another lifetime (the
+/// in-place `collect` reuses the buffer, as both element types have one layout).
+fn recycle<'b>(mut v: Vec<Frame<'_>>) -> Vec<Frame<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("the list is empty")).collect()
 }
 
 /// The session behind `h`, if it is still the one `h` was issued for.

@@ -77,7 +77,7 @@ impl RawAddr {
     }
 
     /// The address, if it is IPv4 or IPv6.
-    pub(crate) fn to_socket_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn to_socket_addr(self) -> Option<SocketAddr> {
         match i32::from(self.storage.ss_family) {
             libc::AF_INET if self.len as usize >= size_of::<libc::sockaddr_in>() => {
                 // SAFETY: the family says the storage holds a sockaddr_in.

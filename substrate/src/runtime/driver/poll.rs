@@ -60,7 +60,11 @@ pub struct PollDriver {
     msgs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<RawAddr>,
-    slots: Vec<u32>,
+    rx_msgs: Vec<libc::mmsghdr>,
+    rx_iovs: Vec<libc::iovec>,
+    rx_addrs: Vec<RawAddr>,
+    /// Free pool slots set up as the next `recvmmsg` targets (shared by every socket).
+    armed: Vec<u32>,
     spill: Vec<u8>,
 }
 
@@ -96,7 +100,12 @@ impl PollDriver {
             // SAFETY: as above.
             iovs: vec![unsafe { std::mem::zeroed() }; BATCH],
             addrs: vec![RawAddr::empty(); BATCH],
-            slots: Vec::with_capacity(BATCH),
+            // SAFETY: as above.
+            rx_msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            // SAFETY: as above.
+            rx_iovs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            rx_addrs: vec![RawAddr::empty(); BATCH],
+            armed: Vec::with_capacity(BATCH),
             spill: vec![0; config.rx_slot_bytes.max(64)],
         })
     }
@@ -189,7 +198,7 @@ impl PollDriver {
             let id = SocketId(i as u32);
             let mut read = 0;
             while read < MAX_READ_PER_POLL {
-                let got = if self.rx.free_count() == 0 {
+                let got = if self.rx.free_count() == 0 && self.armed.is_empty() {
                     self.receive_spill(fd, id, sink)
                 } else {
                     self.receive_batch(fd, id, sink)
@@ -205,42 +214,41 @@ impl PollDriver {
     }
 
     /// One `recvmmsg` into free pool slots; returns datagrams read (0 when the socket is empty).
+    /// Slots stay armed across calls, so an empty read costs only the system call.
     fn receive_batch<F: FnMut(Received)>(
         &mut self,
         fd: RawFd,
         id: SocketId,
         sink: &mut F,
     ) -> usize {
-        self.slots.clear();
-        while self.slots.len() < BATCH {
-            let Some(s) = self.rx.take() else { break };
-            self.slots.push(s);
-        }
-        let n = self.slots.len();
         let size = self.rx.slot_size();
-        for i in 0..n {
-            self.addrs[i] = RawAddr::empty();
-            self.iovs[i] = libc::iovec {
-                iov_base: self.rx.slot_ptr(self.slots[i]).cast(),
+        while self.armed.len() < BATCH {
+            let Some(slot) = self.rx.take() else { break };
+            let i = self.armed.len();
+            self.armed.push(slot);
+            self.rx_iovs[i] = libc::iovec {
+                iov_base: self.rx.slot_ptr(slot).cast(),
                 iov_len: size,
             };
-            let h = &mut self.msgs[i].msg_hdr;
-            h.msg_name = self.addrs[i].as_mut_ptr().cast();
-            h.msg_namelen = self.addrs[i].len;
-            h.msg_iov = &raw mut self.iovs[i];
+        }
+        let n = self.armed.len();
+        for i in 0..n {
+            let h = &mut self.rx_msgs[i].msg_hdr;
+            h.msg_name = self.rx_addrs[i].as_mut_ptr().cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &raw mut self.rx_iovs[i];
             h.msg_iovlen = 1;
             h.msg_control = std::ptr::null_mut();
             h.msg_controllen = 0;
             h.msg_flags = 0;
-            self.msgs[i].msg_len = 0;
         }
         self.stats.syscalls += 1;
-        // SAFETY: each header points at a free pool slot of `size` bytes and an address buffer,
-        // all valid and owned by this driver for the duration of the call.
+        // SAFETY: each header points at an armed pool slot of `size` bytes and an address
+        // buffer, all valid and owned by this driver for the duration of the call.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
-                self.msgs.as_mut_ptr(),
+                self.rx_msgs.as_mut_ptr(),
                 n as u32,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -254,21 +262,16 @@ impl PollDriver {
             ) {
                 self.stats.recv_errors += 1;
             }
-            0
+            return 0;
         } else {
             r as usize
         };
-        for i in 0..n {
-            let slot = self.slots[i];
-            if i >= got {
-                self.rx.give_back(slot);
-                continue;
-            }
-            let len = self.msgs[i].msg_len as usize;
-            let truncated = self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.addrs[i].len = self.msgs[i].msg_hdr.msg_namelen;
-            let from = self.addrs[i].to_socket_addr();
-            match from {
+        for i in 0..got {
+            let slot = self.armed[i];
+            let len = self.rx_msgs[i].msg_len as usize;
+            let truncated = self.rx_msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.rx_addrs[i].len = self.rx_msgs[i].msg_hdr.msg_namelen;
+            match self.rx_addrs[i].to_socket_addr() {
                 Some(from) if !truncated => {
                     self.stats.datagrams_received += 1;
                     self.stats.bytes_received += len as u64;
@@ -285,6 +288,9 @@ impl PollDriver {
                 }
             }
         }
+        // The unused armed slots move to the front, keeping their iovecs.
+        self.armed.drain(..got);
+        self.rx_iovs.copy_within(got..n, 0);
         got
     }
 
