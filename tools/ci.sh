@@ -24,6 +24,16 @@ if ! command -v c++ >/dev/null; then
   fi
 fi
 
+# The benchmarks link ZeroMQ (the peer system they measure against) from Debian's libzmq3-dev.
+if ! pkg-config --exists libzmq 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq libzmq3-dev pkg-config >/dev/null
+  else
+    echo "libzmq is needed by the benchmarks: apt-get install libzmq3-dev pkg-config" >&2
+    exit 1
+  fi
+fi
+
 stage "format"
 cargo fmt --all -- --check
 
