@@ -95,7 +95,10 @@ mod tests {
             }
             out.clear();
         }
-        assert!(seen.iter().all(|&n| n == 200), "every return collected once per round");
+        assert!(
+            seen.iter().all(|&n| n == 200),
+            "every return collected once per round"
+        );
     }
 }
 
