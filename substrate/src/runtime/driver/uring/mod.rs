@@ -49,13 +49,13 @@ pub use self::probe::probe;
 use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use self::op::{OpKind, UserData};
 use self::recv::Rx;
-use self::send::{MemLockLimit, SendDone, Tx, ZeroCopy};
+use self::send::{MemLockLimit, SendDone, Tx};
 use super::{
     Driver, DriverConfig, DriverError, DriverKind, DriverStats, Received, SocketId, Wait, Waker,
     open_socket, socket_addr,
@@ -119,10 +119,12 @@ impl UringDriver {
             // Completions wait for our next `io_uring_enter` instead of interrupting the shard.
             builder.setup_coop_taskrun().setup_taskrun_flag();
         }
-        let ring = builder.build(sq_entries).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOMEM) => limit.error(need),
-            _ => DriverError::io("io_uring_setup", e),
-        })?;
+        let ring = builder
+            .build(sq_entries)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOMEM) => limit.error(need),
+                _ => DriverError::io("io_uring_setup", e),
+            })?;
         let features = probe::check(&ring)?;
         rx.ring
             .register(&ring.submitter())
@@ -153,7 +155,8 @@ impl UringDriver {
     }
 
     /// How zero-copy sends are made (decided at start).
-    pub(crate) fn zero_copy(&self) -> ZeroCopy {
+    #[cfg(test)]
+    pub(crate) fn zero_copy(&self) -> send::ZeroCopy {
         self.tx.zero_copy()
     }
 
@@ -164,16 +167,19 @@ impl UringDriver {
     }
 
     /// Receive slots the kernel may fill right now (the others are lent out).
+    #[cfg(test)]
     pub(crate) fn rx_slots_available(&self) -> usize {
         self.rx.ring.available()
     }
 
     /// Receive slots in all.
+    #[cfg(test)]
     pub(crate) fn rx_slots(&self) -> usize {
         self.rx.pool.count()
     }
 
     /// Transmit slots not free.
+    #[cfg(test)]
     pub(crate) fn tx_in_flight(&self) -> usize {
         self.tx.in_flight()
     }

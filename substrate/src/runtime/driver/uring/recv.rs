@@ -82,12 +82,7 @@ impl BufRing {
         // allocated until `unregister` (the owner unregisters before dropping the ring; if it
         // cannot, it leaks the ring instead).
         unsafe {
-            submitter.register_buf_ring_with_flags(
-                self.memory.base() as u64,
-                entries,
-                self.bgid,
-                0,
-            )
+            submitter.register_buf_ring_with_flags(self.memory.base() as u64, entries, self.bgid, 0)
         }?;
         self.registered = true;
         Ok(())
@@ -130,7 +125,10 @@ impl BufRing {
 
     /// A completion consumed one buffer.
     pub(super) fn consumed(&mut self) {
-        debug_assert!(self.available > 0, "completion for a buffer we never provided");
+        debug_assert!(
+            self.available > 0,
+            "completion for a buffer we never provided"
+        );
         self.available = self.available.saturating_sub(1);
     }
 
@@ -217,18 +215,20 @@ impl Rx {
         let parsed = {
             let memory = self.pool.slot_mut(slot);
             let memory = &memory[..len];
-            RecvMsgOut::parse(memory, self.header.get()).ok().map(|out| {
-                let from = if out.is_name_data_truncated() {
-                    None
-                } else {
-                    let name = out.name_data();
-                    // SAFETY: `name` is a live slice of `name.len()` bytes.
-                    unsafe { RawAddr::read(name.as_ptr(), name.len()) }
-                };
-                let start = out.payload_data().as_ptr() as usize - memory.as_ptr() as usize;
-                let truncated = out.is_payload_truncated();
-                (from, start, out.payload_data().len(), truncated)
-            })
+            RecvMsgOut::parse(memory, self.header.get())
+                .ok()
+                .map(|out| {
+                    let from = if out.is_name_data_truncated() {
+                        None
+                    } else {
+                        let name = out.name_data();
+                        // SAFETY: `name` is a live slice of `name.len()` bytes.
+                        unsafe { RawAddr::read(name.as_ptr(), name.len()) }
+                    };
+                    let start = out.payload_data().as_ptr() as usize - memory.as_ptr() as usize;
+                    let truncated = out.is_payload_truncated();
+                    (from, start, out.payload_data().len(), truncated)
+                })
         };
         match parsed {
             Some((_, _, _, true)) => stats.truncated += 1,
@@ -248,7 +248,8 @@ impl Rx {
     /// Puts a slot back in the ring (unpublished).
     fn provide(&mut self, slot: u32) {
         let addr = self.pool.slot_ptr(slot);
-        self.ring.push(slot as Bid, addr, self.pool.slot_size() as u32);
+        self.ring
+            .push(slot as Bid, addr, self.pool.slot_size() as u32);
     }
 }
 

@@ -35,7 +35,10 @@ enum TxState {
     /// Lent by `tx_acquire`.
     Held,
     /// Submitted; free again once the result (and, for zero-copy, the notification) came back.
-    Sending { result: bool, notification: bool },
+    Sending {
+        result: bool,
+        notification: bool,
+    },
 }
 
 /// The kernel structures of one send, at a stable address until its completions arrive.
@@ -347,6 +350,7 @@ impl Tx {
     }
 
     /// Slots not free (held, queued or waiting for a completion).
+    #[cfg(test)]
     pub(super) fn in_flight(&self) -> usize {
         self.arena.in_flight()
     }
@@ -359,6 +363,7 @@ impl Tx {
             .count()
     }
 
+    #[cfg(test)]
     pub(super) fn zero_copy(&self) -> ZeroCopy {
         self.zero_copy
     }
