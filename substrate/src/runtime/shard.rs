@@ -7,8 +7,9 @@
 //! 3. drain the endpoint's transmits into driver slots and its events into the event ring;
 //! 4. one driver poll: submit the batch of sends, reap completions and received datagrams (and
 //!    wait there, if the idle strategy says so and nothing was ready);
-//! 5. feed each datagram to the endpoint, then move delivered messages to subscription rings and
-//!    drain transmits again (acknowledgements go out in the next poll's batch).
+//! 5. feed each datagram to the endpoint, then move delivered messages to subscription rings.
+//!    What the datagrams call for (acknowledgements, repairs) is drained at step 3 of the next
+//!    cycle, so that in invoker mode it leaves with the application's reply.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -271,8 +272,9 @@ impl<D: Driver> Shard<D> {
             }
         }
         if received > 0 {
-            now = self.clock.now();
-            work += self.drain_endpoint(now);
+            // Events only: transmits wait for the next cycle, after the application had a chance
+            // to answer, so an acknowledgement rides on the reply instead of its own datagram.
+            work += self.drain_events();
         }
         work += self.deliver();
         self.next_timeout = self.endpoint.poll_timeout();
@@ -498,6 +500,11 @@ impl<D: Driver> Shard<D> {
                 }
             }
         }
+        n + self.drain_events()
+    }
+
+    fn drain_events(&mut self) -> usize {
+        let mut n = 0;
         while let Some(e) = self.endpoint.poll_event() {
             n += 1;
             self.on_event(e);

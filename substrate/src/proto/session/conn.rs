@@ -16,8 +16,8 @@ use crate::proto::rate::Rate;
 use crate::rand::Rng;
 use crate::time::{Duration, Instant, duration_ns};
 use crate::wire::{
-    Ack, Close, CloseCode, Data, Frame, HEADER_LEN, Handshake, HandshakeStage, Header,
-    Heartbeat, Nak, RangeList, SUPPORTED_VERSIONS, VERSION_1,
+    Ack, Close, CloseCode, Data, Frame, HEADER_LEN, Handshake, HandshakeStage, Header, Heartbeat,
+    Nak, RangeList, SUPPORTED_VERSIONS, VERSION_1,
 };
 
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -1083,21 +1083,23 @@ impl DataTurn {
         }
         let mut sent_any = false;
         while s.pacer_ready(self.now) {
+            let stream = s.id;
             let Some(f) = s.next_fragment(self.now, w.space()) else {
                 break;
             };
+            let retransmission = f.retransmission;
             let data = Data {
-                stream: s.id,
+                stream,
                 sequence: f.sequence,
                 flags: f.flags,
                 message: f.message,
-                payload: &f.payload,
+                payload: f.payload,
             };
             let len = w.put_len(&Frame::Data(data));
             debug_assert!(len > 0, "next_fragment sized the frame to fit");
             s.charge(len);
             sent_any = true;
-            if f.retransmission {
+            if retransmission {
                 stats.fragments_retransmitted += 1;
             } else {
                 stats.fragments_sent += 1;

@@ -71,11 +71,11 @@ struct Sent {
 
 /// A fragment to encode, borrowed from the stream.
 #[derive(Debug)]
-pub(crate) struct FragmentRef {
+pub(crate) struct FragmentRef<'a> {
     pub(crate) sequence: u64,
     pub(crate) flags: DataFlags,
     pub(crate) message: u64,
-    pub(crate) payload: Bytes,
+    pub(crate) payload: &'a [u8],
     pub(crate) retransmission: bool,
 }
 
@@ -397,26 +397,28 @@ impl SendStream {
 
     /// The next fragment to send that fits in `space` bytes of frame (kind, length and body).
     /// Retransmissions come first; new data is cut to fit and to respect the peer's limit.
-    pub(crate) fn next_fragment(&mut self, now: Instant, space: usize) -> Option<FragmentRef> {
+    pub(crate) fn next_fragment(&mut self, now: Instant, space: usize) -> Option<FragmentRef<'_>> {
         while let Some(seq) = self.retransmit.pop_first() {
-            let Some(s) = seq
+            let Some(i) = seq
                 .checked_sub(self.retained_base)
-                .and_then(|i| self.retained.get_mut(i as usize))
-                .filter(|s| !s.held_by_peer)
+                .map(|i| i as usize)
+                .filter(|&i| self.retained.get(i).is_some_and(|s| !s.held_by_peer))
             else {
                 continue;
             };
+            let s = &mut self.retained[i];
             if data_frame_len(self.id, seq, s.message, s.payload.len()) > space {
                 self.retransmit.insert(seq);
                 return None;
             }
             s.sent_at = now;
             s.retransmitted = true;
+            let s = &self.retained[i];
             return Some(FragmentRef {
                 sequence: seq,
                 flags: s.flags,
                 message: s.message,
-                payload: s.payload.clone(),
+                payload: &s.payload,
                 retransmission: true,
             });
         }
@@ -449,17 +451,28 @@ impl SendStream {
         if take == remaining {
             flags |= DataFlags::LAST.0;
         }
-        let payload = o.payload.slice(o.cut..o.cut + take);
-        o.cut += take;
-        if o.cut == o.payload.len() {
-            self.queued_bytes -= charged(o.payload.len());
-            self.queue.pop_front();
-        }
+        // A whole message moves to the retained list; only a fragment needs a new view.
+        let payload = if o.cut == 0 && take == remaining {
+            let len = o.payload.len();
+            self.queued_bytes -= charged(len);
+            self.queue
+                .pop_front()
+                .map(|o| o.payload)
+                .unwrap_or_default()
+        } else {
+            let part = o.payload.slice(o.cut..o.cut + take);
+            o.cut += take;
+            if o.cut == o.payload.len() {
+                self.queued_bytes -= charged(o.payload.len());
+                self.queue.pop_front();
+            }
+            part
+        };
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let flags = DataFlags(flags);
         self.retained.push_back(Sent {
-            payload: payload.clone(),
+            payload,
             flags,
             offset: self.next_offset,
             message,
@@ -469,6 +482,7 @@ impl SendStream {
         });
         self.next_offset += charged(take);
         self.retained_bytes += charged(take);
+        let payload = self.retained.back().map_or(&[][..], |s| &s.payload[..]);
         Some(FragmentRef {
             sequence,
             flags,
