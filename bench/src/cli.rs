@@ -181,6 +181,24 @@ impl CommonOptions {
     }
 }
 
+/// Writes `text` to standard output; a closed pipe (`| head`) is not an error.
+///
+/// # Errors
+/// When writing fails otherwise.
+pub fn print(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("writing to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Ends a program: prints the error chain to standard error and returns a failing exit code.
 pub fn report_errors(result: Result<()>) -> ExitCode {
     match result {
@@ -193,8 +211,8 @@ pub fn report_errors(result: Result<()>) -> ExitCode {
 }
 
 /// Help text for the common options.
-pub const COMMON_HELP: &str = "\
-  --sizes LIST      payload sizes in bytes, comma-separated; k/KiB suffixes allowed
+pub const COMMON_HELP: &str =
+    "  --sizes LIST      payload sizes in bytes, comma-separated; k/KiB suffixes allowed
                     (default 32,1024,65536)
   --only NAMES      run only these contenders, comma-separated (see --list)
   --cores TX,RX     pin the sender/client to core TX and the receiver/server to core RX

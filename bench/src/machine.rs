@@ -13,8 +13,10 @@ pub struct Machine {
     pub cores_allowed: usize,
     /// CPU model from `/proc/cpuinfo`, if readable.
     pub cpu: Option<String>,
-    /// `uname -srvm`.
+    /// `uname -srm`.
     pub kernel: Option<String>,
+    /// `uname -v`.
+    pub kernel_build: Option<String>,
     /// Start of the run, UTC, ISO 8601.
     pub date_utc: String,
 }
@@ -35,11 +37,13 @@ impl Machine {
         let seconds = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
+        let (kernel, kernel_build) = crate::sys::uname().unzip();
         Self {
             cores,
             cores_allowed,
             cpu,
-            kernel: crate::sys::uname(),
+            kernel,
+            kernel_build,
             date_utc: iso8601_utc(seconds),
         }
     }
@@ -51,6 +55,7 @@ impl Machine {
             "cores_allowed": self.cores_allowed,
             "cpu": self.cpu,
             "kernel": self.kernel,
+            "kernel_build": self.kernel_build,
             "date_utc": self.date_utc,
         })
     }

@@ -366,8 +366,8 @@ pub fn main(contenders: &[Box<dyn PingPongContender>]) -> ExitCode {
 
 fn run_main(contenders: &[Box<dyn PingPongContender>]) -> Result<()> {
     match parse(Args::from_env()?)? {
-        PingPongCommand::Help => print!("{}", help()),
-        PingPongCommand::List => print!("{}", list(contenders)),
+        PingPongCommand::Help => cli::print(&help())?,
+        PingPongCommand::List => cli::print(&list(contenders))?,
         PingPongCommand::Child(spec) => run_child(contenders, &spec)?,
         PingPongCommand::Run(options) => run(contenders, &options)?,
     }
@@ -528,15 +528,16 @@ fn run(contenders: &[Box<dyn PingPongContender>], options: &PingPongOptions) -> 
         None => None,
     };
     if !options.common.json_only {
-        print!("{}", render_table(&rows, &machine, cores));
+        cli::print(&render_table(&rows, &machine, cores))?;
         if let Some(path) = &svg_path {
-            println!("plot: {path}");
+            cli::print(&format!("plot: {path}\n"))?;
         }
     }
     let report = json!({
         "program": "pingpong",
         "units": { "latency": "round trip, nanoseconds", "size": "payload bytes" },
         "machine": machine.to_json(),
+        "libraries": { "libzmq": crate::zeromq::version() },
         "config": {
             "sizes": options.common.sizes,
             "rounds": options.rounds,
@@ -551,7 +552,7 @@ fn run(contenders: &[Box<dyn PingPongContender>], options: &PingPongOptions) -> 
         "errors": errors,
         "elapsed_s": started.elapsed().as_secs_f64(),
     });
-    println!("{report}");
+    cli::print(&format!("{report}\n"))?;
     Ok(())
 }
 
@@ -645,6 +646,8 @@ pub fn render_table(rows: &[LatencyRow], machine: &Machine, cores: CorePlan) -> 
         (Some(core), Some(_)) => format!("both processes on core {core} (only one core)"),
         _ => "processes not pinned".to_owned(),
     };
+    let libzmq = crate::zeromq::version().map(|version| format!("; libzmq {version}"));
+    let pinning = pinning + &libzmq.unwrap_or_default();
     format!(
         "ping-pong round trips on {}\n{pinning}; latencies in microseconds (us)\n\n{}",
         machine.summary(),

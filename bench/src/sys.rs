@@ -144,8 +144,9 @@ impl RecvBatch {
     }
 }
 
-/// Kernel name, release, version and machine, as `uname -srvm` prints them.
-pub(crate) fn uname() -> Option<String> {
+/// Kernel name, release and machine as `uname -srm` prints them, and the kernel's build string
+/// (`uname -v`).
+pub(crate) fn uname() -> Option<(String, String)> {
     // SAFETY: `utsname` is plain old data; all-zero is a valid value.
     let mut names: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: `names` is valid for writes of a whole `utsname`.
@@ -158,13 +159,13 @@ pub(crate) fn uname() -> Option<String> {
             .to_string_lossy()
             .into_owned()
     };
-    Some(format!(
-        "{} {} {} {}",
+    let kernel = format!(
+        "{} {} {}",
         field(&names.sysname),
         field(&names.release),
-        field(&names.version),
         field(&names.machine)
-    ))
+    );
+    Some((kernel, field(&names.version)))
 }
 
 fn header(iovec: &mut libc::iovec) -> libc::mmsghdr {

@@ -306,8 +306,8 @@ pub fn main(contenders: &[Box<dyn ThroughputContender>]) -> ExitCode {
 
 fn run_main(contenders: &[Box<dyn ThroughputContender>]) -> Result<()> {
     match parse(Args::from_env()?)? {
-        ThroughputCommand::Help => print!("{}", help()),
-        ThroughputCommand::List => print!("{}", list(contenders)),
+        ThroughputCommand::Help => cli::print(&help())?,
+        ThroughputCommand::List => cli::print(&list(contenders))?,
         ThroughputCommand::Child(spec) => run_child(contenders, &spec)?,
         ThroughputCommand::Run(options) => run(contenders, &options)?,
     }
@@ -400,13 +400,14 @@ fn run(contenders: &[Box<dyn ThroughputContender>], options: &ThroughputOptions)
     }
     compute_ratios(&mut rows);
     if !options.common.json_only {
-        print!("{}", render_table(&rows, &machine, cores));
+        cli::print(&render_table(&rows, &machine, cores))?;
     }
     let report = json!({
         "program": "throughput",
         "units": { "rate": "messages per second", "mb_per_s": "10^6 payload bytes per second",
                    "size": "payload bytes", "loss": "fraction of sent messages not received" },
         "machine": machine.to_json(),
+        "libraries": { "libzmq": crate::zeromq::version() },
         "config": {
             "sizes": options.common.sizes,
             "warmup_s": options.warmup.as_secs_f64(),
@@ -419,7 +420,7 @@ fn run(contenders: &[Box<dyn ThroughputContender>], options: &ThroughputOptions)
         "errors": errors,
         "elapsed_s": started.elapsed().as_secs_f64(),
     });
-    println!("{report}");
+    cli::print(&format!("{report}\n"))?;
     Ok(())
 }
 
@@ -514,6 +515,8 @@ pub fn render_table(rows: &[ThroughputRow], machine: &Machine, cores: CorePlan) 
         (Some(core), Some(_)) => format!("both processes on core {core} (only one core)"),
         _ => "processes not pinned".to_owned(),
     };
+    let libzmq = crate::zeromq::version().map(|version| format!("; libzmq {version}"));
+    let pinning = pinning + &libzmq.unwrap_or_default();
     format!(
         "throughput on {}\n{pinning}; MB = 10^6 payload bytes; lost = sent but never received\n\n{}",
         machine.summary(),
