@@ -1,6 +1,12 @@
 //! Engine tests over real loopback sockets. Every test runs on both drivers.
 
-#![allow(clippy::disallowed_methods, reason = "tests own their clocks")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests own their clocks and junk sockets"
+)]
 
+mod adversary;
+mod backpressure;
 mod common;
+mod random_datagrams;
 mod smoke;
