@@ -17,19 +17,29 @@
 //!
 //! # Adding a contender (for example Phyla's own rows)
 //!
-//! 1. Implement [`throughput::ThroughputContender`] (a `run_rx` that binds, calls `ready` with its
-//!    endpoint and feeds a [`meter::Meter`] until it says stop; a `run_tx` that sends until its
-//!    deadline) and/or [`pingpong::PingPongContender`] (a `run_server` that echoes until it gets an
-//!    empty message, and a `connect` that returns a [`pingpong::RoundTrip`]; the framework does
-//!    warm-up, timing and the histogram). Put it in a module of its own, e.g. `src/phyla.rs`.
-//! 2. Add one line to the registry in `src/bin/throughput.rs` and/or `src/bin/pingpong.rs`:
-//!    `Box::new(phyla_bench::phyla::PhylaStream::poll())`. The order of the registry is the order of
-//!    the table.
-//! 3. Leave `baseline()` at its default (`None`): the ratios against the floor and ZeroMQ at the same
-//!    size are then computed for the new rows, and `--only phyla` runs just them.
+//! 1. In a module of its own (e.g. `src/phyla.rs`, declared below), implement
+//!    [`throughput::ThroughputContender`] and/or [`pingpong::PingPongContender`]:
+//!    - throughput `run_rx`: bind, call `ready(endpoint)` with whatever string the sender needs,
+//!      then receive with a timeout of at most [`meter::RECEIVE_TIMEOUT`] and feed a
+//!      [`meter::Meter`] until it says stop (see its doc for the loop); return `meter.report()`.
+//!    - throughput `run_tx`: connect to `spec.endpoint()` and send `spec.payload_bytes`-byte
+//!      messages until [`throughput::send_deadline`]; report the count.
+//!    - ping-pong `run_server`: bind, call `ready(endpoint)`, echo each message unchanged until an
+//!      empty one arrives.
+//!    - ping-pong `connect`: return a [`pingpong::RoundTrip`] whose `round_trip` sends one request
+//!      and waits for its echo; the framework does the warm-up, timing and histogram.
 //!
-//! The `name()` of a contender is how the parent tells the child what to run, so it must be unique
-//! and stable.
+//!    Leave `baseline()` at its default (`None`); the ratios against the floor and ZeroMQ at the
+//!    same size are computed for every row. For Phyla, add `phyla-substrate.workspace = true` to
+//!    `bench/Cargo.toml` and use only its public API (`substrate::Node`), as a user would.
+//! 2. Add one line to the registry in `src/bin/throughput.rs` and/or `src/bin/pingpong.rs`, e.g.
+//!    `Box::new(phyla_bench::phyla::PhylaStream)`. The registry's order is the table's order.
+//! 3. Check it with `--only NAME --duration 500ms` (throughput) or `--only NAME --rounds 1000`
+//!    (ping-pong); `--list` shows every registered contender.
+//!
+//! `name()` is how the parent tells a child what to run: unique, stable, lower-case. Each side
+//! runs in a fresh process already pinned to its core, so a contender that starts threads of its
+//! own (an engine's shard) gets them on that same core unless it pins them elsewhere.
 
 // Benchmarks own their clocks, threads and sockets: the workspace's sans-IO rules (clippy.toml)
 // are for protocol code, and the disallowed std HashMap is not used here either.

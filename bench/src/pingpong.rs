@@ -26,7 +26,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One system under test in the ping-pong program: an echo server and a client.
 ///
-/// Both sides run in their own process (see [`child`](crate::child)).
+/// Both sides run in their own process (see [`child`]).
 pub trait PingPongContender: Sync {
     /// Unique, stable identifier (`--only`, child processes, JSON): `udp-busy`, `zmq`, `phyla`.
     fn name(&self) -> &'static str;

@@ -25,7 +25,7 @@ pub const SEND_TAIL: Duration = Duration::from_millis(250);
 
 /// One system under test in the throughput program: a receiving and a sending side.
 ///
-/// Both sides run in their own process (see [`child`](crate::child)), so implementations hold no
+/// Both sides run in their own process (see [`child`]), so implementations hold no
 /// state between them; everything they need is in the [`ChildSpec`].
 pub trait ThroughputContender: Sync {
     /// Unique, stable identifier (`--only`, child processes, JSON): `udp-floor`, `zmq`, `phyla`.
