@@ -99,19 +99,39 @@ fn probe_finds_every_feature_on_this_kernel() {
 
 #[test]
 fn uring_delivers_ten_thousand_datagrams_intact() {
-    const COUNT: u32 = 10_000;
+    deliver_intact(10_000, false);
+}
+
+#[test]
+fn uring_with_sqpoll_delivers_datagrams_intact() {
+    deliver_intact(2_000, true);
+}
+
+#[test]
+fn uring_driver_can_move_to_its_shard_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<UringDriver>();
+}
+
+/// Sends `count` datagrams of varied sizes between two sockets, checks each one received, then
+/// checks that every receive and transmit slot came back.
+fn deliver_intact(count: u32, sqpoll: bool) {
     // Datagrams sent but not yet received: at most 64 of up to 65,000 bytes (each costing about
     // 128 KiB of receive buffer on loopback) fit well within the 16 MiB socket buffer, so
     // nothing should be dropped; the loop still ends if something is.
     const WINDOW: u32 = 64;
-    let mut d = UringDriver::new(&config(256, 65_536, 128)).expect("driver");
+    let mut d = UringDriver::new(&DriverConfig {
+        sqpoll,
+        ..config(256, 65_536, 128)
+    })
+    .expect("driver");
     assert!(matches!(d.zero_copy(), ZeroCopy::Fixed { .. }), "{d:?}");
     let a = d.bind(loopback()).expect("bind a");
     let b = d.bind(loopback()).expect("bind b");
     let a_addr = d.local_addr(a).expect("a bound");
     let b_addr = d.local_addr(b).expect("b bound");
 
-    let mut seen = vec![false; COUNT as usize];
+    let mut seen = vec![false; count as usize];
     let mut short_expected = 0;
     let mut short_seen = 0;
     let mut received = 0u32;
@@ -119,8 +139,8 @@ fn uring_delivers_ten_thousand_datagrams_intact() {
     let mut held: Vec<Bytes> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let mut idle_polls = 0;
-    while received < COUNT && idle_polls < 100 {
-        while sent < COUNT && sent - received < WINDOW {
+    while received < count && idle_polls < 100 {
+        while sent < count && sent - received < WINDOW {
             let Some((slot, buf)) = d.tx_acquire() else {
                 break;
             };
@@ -162,10 +182,10 @@ fn uring_delivers_ten_thousand_datagrams_intact() {
         };
     }
     assert!(errors.is_empty(), "{:?}", &errors[..errors.len().min(10)]);
-    assert_eq!(received, COUNT, "lost datagrams: {:?}", d.stats());
+    assert_eq!(received, count, "lost datagrams: {:?}", d.stats());
     assert_eq!(short_seen, short_expected);
     let stats = d.stats();
-    assert_eq!(stats.datagrams_received, u64::from(COUNT));
+    assert_eq!(stats.datagrams_received, u64::from(count));
     assert_eq!(stats.send_errors, 0);
     assert_eq!(stats.recv_errors, 0);
     assert_eq!(stats.truncated, 0);
@@ -175,8 +195,8 @@ fn uring_delivers_ten_thousand_datagrams_intact() {
     drop(held);
     settle(&mut d);
     let stats = d.stats();
-    assert_eq!(stats.datagrams_sent, u64::from(COUNT));
-    let large = (0..COUNT)
+    assert_eq!(stats.datagrams_sent, u64::from(count));
+    let large = (0..count)
         .filter(|&i| size_of_datagram(i) >= 16 * 1024)
         .count();
     assert_eq!(stats.zero_copy_sends, large as u64);
@@ -335,6 +355,38 @@ fn close_releases_the_socket_once_its_receive_ends() {
 }
 
 #[test]
+fn views_outlive_the_driver_and_drop_waits_for_the_kernel() {
+    let mut d = UringDriver::new(&config(8, 2048, 8)).expect("driver");
+    let a = d.bind(loopback()).expect("bind a");
+    let b = d.bind(loopback()).expect("bind b");
+    let b_addr = d.local_addr(b).expect("b bound");
+    let (slot, buf) = d.tx_acquire().expect("a free slot");
+    fill(1, &mut buf[..500]);
+    d.send(a, b_addr, slot, 500);
+    let mut got = None;
+    for _ in 0..100 {
+        if got.is_some() {
+            break;
+        }
+        d.poll(Wait::For(Duration::from_millis(100)), |r| {
+            got = Some(r.datagram)
+        })
+        .expect("poll");
+    }
+    // Leave sends queued and receives armed: drop must cancel and wait for them.
+    for i in 0..4 {
+        let (slot, buf) = d.tx_acquire().expect("a free slot");
+        fill(i, &mut buf[..20_000]);
+        d.send(a, b_addr, slot, 20_000);
+    }
+    assert!(d.shutdown(), "every operation completed: {d:?}");
+    assert_eq!(d.outstanding(), 0);
+    drop(d);
+    let view = got.expect("one datagram");
+    assert_eq!(check(&view), Ok(Some(1)));
+}
+
+#[test]
 fn memlock_error_names_the_limit_and_the_need() {
     let e = MemLockLimit {
         have: 8 << 20,
@@ -377,7 +429,7 @@ fn memlock_check_refuses_beyond_a_small_limit() {
 #[ignore = "a measurement, not a check: run by hand in release mode"]
 fn crossover_zero_copy_against_copy() {
     const BYTES_PER_RUN: usize = 1 << 30;
-    let sizes = [1024, 4096, 8192, 16_384, 32_768, 65_507];
+    let sizes = [1024, 2048, 4096, 8192, 16_384, 32_768, 65_507];
     println!("size_bytes  copy_dgrams_per_s  zero_copy_dgrams_per_s  ratio  zc_copied_by_kernel");
     for size in sizes {
         let count = (BYTES_PER_RUN / size).clamp(20_000, 400_000);
@@ -431,4 +483,68 @@ fn throughput_with_copied(size: usize, count: usize, zero_copy_min_bytes: usize)
     }
     settle(&mut d);
     (received as f64 / elapsed, d.zero_copy_copied())
+}
+
+/// The sender's side of the crossover, without a receiver that copies: datagrams/s of completed
+/// sends to `PHYLA_CROSSOVER_SINK` (an address routed to an interface that discards, such as an
+/// `ifb` device, on which zero-copy sends are not copied). Skipped when the variable is unset.
+/// Run as root in a throwaway network namespace (the MTU decides whether the kernel fragments,
+/// and so copies):
+///
+/// ```text
+/// unshare -n sh -c 'ip link set lo up; ip link add i0 type ifb; ip link set i0 mtu 65535;
+///   ip addr add 198.18.0.1/24 dev i0; ip link set i0 up; PHYLA_CROSSOVER_SINK=198.18.0.2:9 \
+///   cargo test -p phyla-substrate --release --lib uring -- --ignored --nocapture crossover_sender'
+/// ```
+#[test]
+#[ignore = "a measurement, not a check: run by hand in release mode, in a network namespace"]
+fn crossover_sender_only() {
+    let Ok(sink) = std::env::var("PHYLA_CROSSOVER_SINK") else {
+        println!("PHYLA_CROSSOVER_SINK unset: skipped");
+        return;
+    };
+    let sink: SocketAddr = sink.parse().expect("PHYLA_CROSSOVER_SINK is host:port");
+    let sizes = [1024, 2048, 4096, 8192, 16_384, 32_768, 65_507];
+    println!("size_bytes  copy_dgrams_per_s  zero_copy_dgrams_per_s  ratio  zc_copied_by_kernel");
+    for size in sizes {
+        let count = ((4usize << 30) / size).clamp(50_000, 1_000_000);
+        let (copy, _) = send_only(sink, size, count, usize::MAX);
+        let (zero_copy, copied) = send_only(sink, size, count, 0);
+        println!(
+            "{size:>10}  {copy:>17.0}  {zero_copy:>22.0}  {:>5.2}  {copied}",
+            zero_copy / copy
+        );
+    }
+}
+
+fn send_only(
+    sink: SocketAddr,
+    size: usize,
+    count: usize,
+    zero_copy_min_bytes: usize,
+) -> (f64, u64) {
+    let mut d = UringDriver::new(&DriverConfig {
+        zero_copy_min_bytes,
+        ..config(16, 2048, 256)
+    })
+    .expect("driver");
+    let any: SocketAddr = "0.0.0.0:0".parse().expect("INVARIANT: a literal address");
+    let a = d.bind(any).expect("bind");
+    let mut sent = 0;
+    let start = std::time::Instant::now();
+    while (d.stats().datagrams_sent + d.stats().send_errors) < count as u64 {
+        while sent < count {
+            let Some((slot, buf)) = d.tx_acquire() else {
+                break;
+            };
+            buf[0] = 1;
+            d.send(a, sink, slot, size);
+            sent += 1;
+        }
+        d.poll(Wait::No, |_| {}).expect("poll");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    settle(&mut d);
+    assert_eq!(d.stats().send_errors, 0, "{:?}", d.stats());
+    (count as f64 / elapsed, d.zero_copy_copied())
 }
