@@ -87,6 +87,9 @@ pub struct ChildSpec {
     pub rounds: u64,
     /// Ping-pong: round trips before measuring.
     pub warmup_rounds: u64,
+    /// Both processes are pinned to the same core: a busy-polling side should yield the core
+    /// when it finds nothing, or it starves its peer for a whole scheduler slice.
+    pub shared_core: bool,
 }
 
 impl ChildSpec {
@@ -102,6 +105,7 @@ impl ChildSpec {
             duration: Duration::ZERO,
             rounds: 0,
             warmup_rounds: 0,
+            shared_core: false,
         }
     }
 
@@ -129,6 +133,9 @@ impl ChildSpec {
         if let Some(endpoint) = &self.endpoint {
             args.extend(["--endpoint".to_owned(), endpoint.clone()]);
         }
+        if self.shared_core {
+            args.push("--shared-core".to_owned());
+        }
         args
     }
 
@@ -153,6 +160,7 @@ impl ChildSpec {
                 "--duration-ns" => spec.duration = Duration::from_nanos(args.value(&flag)?),
                 "--rounds" => spec.rounds = args.value(&flag)?,
                 "--warmup-rounds" => spec.warmup_rounds = args.value(&flag)?,
+                "--shared-core" => spec.shared_core = true,
                 _ => bail!("unknown child argument {flag:?}"),
             }
         }
@@ -342,6 +350,17 @@ pub fn run_pair(
             );
         }
     }
+    for (spec, result) in [(binder, &outcome.binder), (&connector, &outcome.connector)] {
+        let unpinned = result
+            .as_ref()
+            .is_some_and(|result| result["pinned"] == false);
+        if let (Some(core), true) = (spec.core, unpinned) {
+            eprintln!(
+                "warning: the {} could not be pinned to core {core}",
+                spec.role.as_str()
+            );
+        }
+    }
     Ok(outcome)
 }
 
@@ -486,6 +505,7 @@ mod tests {
         spec.duration = Duration::from_secs(2);
         spec.rounds = 20_000;
         spec.warmup_rounds = 2_000;
+        spec.shared_core = true;
         let parsed = ChildSpec::parse(&mut Args::new(spec.to_args())).unwrap();
         assert_eq!(parsed, spec);
     }

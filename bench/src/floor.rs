@@ -197,7 +197,7 @@ impl PingPongContender for UdpPingPong {
         requested.min(MAX_UDP_PAYLOAD)
     }
 
-    fn run_server(&self, _spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<()> {
+    fn run_server(&self, spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<()> {
         let socket = bind_loopback()?;
         ready(&socket.local_addr().context("local address")?.to_string());
         let mut buffer = vec![0; 1 << 16];
@@ -213,7 +213,7 @@ impl PingPongContender for UdpPingPong {
             let length = match sys::recv(fd, &mut buffer, self.flags()) {
                 Ok(length) => length,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                    std::hint::spin_loop();
+                    spin_or_yield(spec.shared_core);
                     continue;
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -240,6 +240,7 @@ impl PingPongContender for UdpPingPong {
             socket,
             buffer: vec![0; 1 << 16],
             flags: self.flags(),
+            shared_core: spec.shared_core,
         }))
     }
 }
@@ -250,6 +251,7 @@ struct UdpRoundTrip {
     socket: UdpSocket,
     buffer: Vec<u8>,
     flags: libc::c_int,
+    shared_core: bool,
 }
 
 impl RoundTrip for UdpRoundTrip {
@@ -275,7 +277,7 @@ impl RoundTrip for UdpRoundTrip {
                             bail!("no reply within {REPLY_TIMEOUT:?}");
                         }
                     }
-                    std::hint::spin_loop();
+                    spin_or_yield(self.shared_core);
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => return Err(error).context("recv"),
@@ -286,6 +288,16 @@ impl RoundTrip for UdpRoundTrip {
     fn stop(&mut self) -> Result<()> {
         self.socket.send(&[]).context("sending the stop datagram")?;
         Ok(())
+    }
+}
+
+/// One empty turn of a busy-poll loop: a spin hint, or giving the core to the peer when both
+/// processes share it.
+fn spin_or_yield(shared_core: bool) {
+    if shared_core {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
     }
 }
 

@@ -569,6 +569,8 @@ fn measure(
     client.rounds = options.rounds;
     client.warmup_rounds = options.warmup_rounds;
     client.duration = options.max_time;
+    server.shared_core = cores.shared();
+    client.shared_core = cores.shared();
     let timeout = options.max_time + options.max_time / 4 + REPLY_TIMEOUT + Duration::from_secs(15);
     let outcome = child::run_pair(&server, &client, timeout)?;
     let report = outcome

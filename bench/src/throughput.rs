@@ -434,6 +434,7 @@ fn measure(
     receiver.warmup = options.warmup;
     receiver.duration = options.duration;
     receiver.core = cores.receiver;
+    receiver.shared_core = cores.shared();
     let mut sender = receiver.clone();
     sender.role = Role::Sender;
     sender.core = cores.sender;
