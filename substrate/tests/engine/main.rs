@@ -7,6 +7,7 @@
 
 mod adversary;
 mod backpressure;
+mod close_then_stop;
 mod common;
 mod random_datagrams;
 mod smoke;
