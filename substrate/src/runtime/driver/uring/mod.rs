@@ -11,8 +11,11 @@
 //!   kernel's `io_uring_recvmsg_out` header and the sender's address; the view starts after
 //!   them. A slot returns to the ring at the first `poll` after its last view drops. When every
 //!   slot is lent out, the kernel ends the receive with `ENOBUFS` (counted as
-//!   `rx_pool_exhausted`); datagrams then wait in the socket buffer, and the receive is armed
-//!   again once slots come back. It never blocks on the application.
+//!   `rx_pool_exhausted`) and is armed again once slots come back. Meanwhile `poll` reads that
+//!   socket with plain `recvfrom` into scratch memory and hands out copies (counted in
+//!   [`COPIES`](crate::runtime::buf::COPIES)), with a one-shot readability poll so that a wait
+//!   still ends when a datagram arrives: an application that holds every slot slows its receive
+//!   down but never stops it.
 //! - **Zero copy only for large datagrams.** A zero-copy send saves the copy into the kernel but
 //!   costs a second completion (the notification, after which the slot is free) and page
 //!   pinning; below [`DriverConfig::zero_copy_min_bytes`] a plain `SendMsg` is cheaper. The
@@ -54,7 +57,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use self::op::{OpKind, UserData};
-use self::recv::Rx;
+use self::recv::{Rx, Spill, Spilled};
 use self::send::{MemLockLimit, SendDone, Tx};
 use super::{
     Driver, DriverConfig, DriverError, DriverKind, DriverStats, Received, SocketId, Wait, Waker,
@@ -72,6 +75,8 @@ pub struct UringDriver {
     rx: ManuallyDrop<Rx>,
     /// As `rx`.
     tx: ManuallyDrop<Tx>,
+    /// Where datagrams are read while every receive slot is lent out.
+    spill: Spill,
     wakers: Vec<Watched>,
     stats: DriverStats,
     socket_buffer_bytes: usize,
@@ -136,6 +141,7 @@ impl UringDriver {
             free_sockets: Vec::new(),
             rx: ManuallyDrop::new(rx),
             tx: ManuallyDrop::new(tx),
+            spill: Spill::new(config.rx_slot_bytes),
             wakers: Vec::new(),
             stats: DriverStats::default(),
             socket_buffer_bytes: config.socket_buffer_bytes,
@@ -331,6 +337,7 @@ impl UringDriver {
             OpKind::Recv => self.on_recv_complete(user_data, res, flags, sink),
             OpKind::Send | OpKind::SendZc => self.on_send_complete(user_data, res, flags),
             OpKind::Wake => self.on_wake_complete(user_data, res, flags),
+            OpKind::Readable => self.on_readable_complete(user_data, res),
             OpKind::Cancel => 0,
         }
     }
@@ -406,17 +413,78 @@ impl UringDriver {
         usize::from(res >= 0)
     }
 
+    fn on_readable_complete(&mut self, user_data: UserData, res: i32) -> usize {
+        let Some(index) = self.live_socket(SocketId(user_data.slot)) else {
+            return 0;
+        };
+        let s = &mut self.sockets[index];
+        s.readable_armed = false;
+        if !s.open {
+            self.release_if_done(index);
+        }
+        // The datagram itself is read by `receive_starved`, later in this poll.
+        usize::from(res > 0)
+    }
+
+    /// Reads sockets whose receive waits for slots (every one is lent out) with `recvfrom`,
+    /// handing out copies; arms a readability poll on each once it is drained, so that a wait
+    /// ends when the next datagram arrives. Returns the work done.
+    fn receive_starved<F: FnMut(Received)>(&mut self, sink: &mut F) -> usize {
+        if !self.rearm || self.rx.ring.available() > 0 {
+            return 0;
+        }
+        let mut work = 0;
+        for index in 0..self.sockets.len() {
+            let s = &self.sockets[index];
+            let Some(fd) = s.fd.as_ref().map(AsRawFd::as_raw_fd) else {
+                continue;
+            };
+            if !(s.open && s.recv_wanted) {
+                continue;
+            }
+            let socket = s.id;
+            let mut drained = false;
+            for _ in 0..SPILL_BATCH {
+                match self.spill.read(fd, &mut self.stats) {
+                    Spilled::Datagram(from, datagram) => {
+                        work += 1;
+                        sink(Received {
+                            socket,
+                            from,
+                            datagram,
+                        });
+                    }
+                    Spilled::Dropped => work += 1,
+                    Spilled::Empty => {
+                        drained = true;
+                        break;
+                    }
+                }
+            }
+            if drained && !self.sockets[index].readable_armed {
+                let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                    .build()
+                    .user_data(UserData::new(OpKind::Readable, socket.0, 0).pack());
+                if self.push(&entry) {
+                    self.sockets[index].readable_armed = true;
+                }
+            }
+        }
+        work
+    }
+
     /// Closes a closed socket's descriptor once nothing in flight names it.
     fn release_if_done(&mut self, index: usize) {
         let s = &mut self.sockets[index];
-        if !s.open && !s.recv_armed && s.sends == 0 && s.fd.take().is_some() {
+        if !s.open && !s.recv_armed && !s.readable_armed && s.sends == 0 && s.fd.take().is_some() {
             self.free_sockets.push(index as u32);
         }
     }
 
     /// Operations the kernel has not finished with.
     fn outstanding(&self) -> usize {
-        let receives = self.sockets.iter().filter(|s| s.recv_armed).count();
+        let receives = self.sockets.iter().filter(|s| s.recv_armed).count()
+            + self.sockets.iter().filter(|s| s.readable_armed).count();
         let wakers = self.wakers.iter().filter(|w| w.armed).count();
         receives + wakers + self.tx.awaiting_kernel()
     }
@@ -482,6 +550,7 @@ impl Driver for UringDriver {
             open: true,
             recv_armed: false,
             recv_wanted: true,
+            readable_armed: false,
             sends: 0,
         };
         self.rearm = true;
@@ -500,7 +569,7 @@ impl Driver for UringDriver {
         let s = &mut self.sockets[index];
         s.open = false;
         s.recv_wanted = false;
-        if s.recv_armed || s.sends > 0 {
+        if s.recv_armed || s.readable_armed || s.sends > 0 {
             let fd = s.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
             // Ends the receive and any send still waiting on the socket; completions that race
             // with it are dropped (the socket is no longer open).
@@ -548,8 +617,10 @@ impl Driver for UringDriver {
     fn poll<F: FnMut(Received)>(&mut self, wait: Wait, mut sink: F) -> Result<usize, DriverError> {
         let mut work = self.reap(&mut sink);
         self.replenish();
+        work += self.receive_starved(&mut sink);
         self.enter(if work == 0 { wait } else { Wait::No })?;
         work += self.reap(&mut sink);
+        work += self.receive_starved(&mut sink);
         Ok(work)
     }
 
@@ -620,6 +691,8 @@ struct Socket {
     recv_armed: bool,
     /// The receive waits to be armed (at bind, after it ended, after the pool ran dry).
     recv_wanted: bool,
+    /// A one-shot readability poll is in the kernel (the socket is starved of slots).
+    readable_armed: bool,
     /// Sends queued or in flight whose result has not come back.
     sends: u32,
 }
@@ -633,6 +706,7 @@ impl Socket {
             open: false,
             recv_armed: false,
             recv_wanted: false,
+            readable_armed: false,
             sends: 0,
         }
     }
@@ -687,6 +761,8 @@ const MAX_CQ_ENTRIES: usize = 1 << 17;
 const SQPOLL_IDLE_MS: u32 = 50;
 /// Completions copied out of the ring at a time (on the stack).
 const REAP_BATCH: usize = 128;
+/// Datagrams read by `recvfrom` from one starved socket per `receive_starved`.
+const SPILL_BATCH: usize = 64;
 /// Tries to queue an entry when the submission queue is full.
 const PUSH_ATTEMPTS: usize = 4;
 /// Drop waits at most `SHUTDOWN_ROUNDS * SHUTDOWN_WAIT` for cancelled operations to complete.

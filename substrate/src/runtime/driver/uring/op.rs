@@ -19,6 +19,9 @@ pub(super) enum OpKind {
     Wake = 4,
     /// An `AsyncCancel`; its own completion carries nothing we need.
     Cancel = 5,
+    /// A one-shot poll for readability of a socket starved of receive slots; `slot` is the
+    /// `SocketId`.
+    Readable = 6,
 }
 
 impl OpKind {
@@ -29,6 +32,7 @@ impl OpKind {
             3 => Self::SendZc,
             4 => Self::Wake,
             5 => Self::Cancel,
+            6 => Self::Readable,
             _ => return None,
         })
     }
@@ -86,6 +90,7 @@ mod tests {
             OpKind::SendZc,
             OpKind::Wake,
             OpKind::Cancel,
+            OpKind::Readable,
         ] {
             for (slot, generation) in [(0, 0), (u32::MAX, UserData::GENERATION_MASK), (7, 1)] {
                 let u = UserData::new(kind, slot, generation);

@@ -15,7 +15,7 @@ use io_uring::types::{BufRingEntry, RecvMsgOut};
 use io_uring::{Submitter, cqueue, opcode, squeue, types};
 
 use super::op::{OpKind, UserData};
-use crate::runtime::buf::{Arena, RxPool};
+use crate::runtime::buf::{Arena, COPIES, RxPool};
 use crate::runtime::driver::DriverStats;
 use crate::runtime::driver::addr::RawAddr;
 
@@ -250,6 +250,79 @@ impl Rx {
         let addr = self.pool.slot_ptr(slot);
         self.ring
             .push(slot as Bid, addr, self.pool.slot_size() as u32);
+    }
+}
+
+/// Scratch memory for datagrams read while every receive slot is lent out. They reach the
+/// application as copies (counted in [`COPIES`]), so that an application holding every slot
+/// does not stop its own receive.
+pub(super) struct Spill {
+    buf: Box<[u8]>,
+}
+
+/// What one read into the spill buffer found.
+#[derive(Debug)]
+pub(super) enum Spilled {
+    /// A datagram, copied.
+    Datagram(SocketAddr, Bytes),
+    /// A datagram that was dropped (too large, or from no IP address).
+    Dropped,
+    /// Nothing to read (or an error, counted).
+    Empty,
+}
+
+impl std::fmt::Debug for Spill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spill")
+            .field("bytes", &self.buf.len())
+            .finish()
+    }
+}
+
+impl Spill {
+    pub(super) fn new(datagram_bytes: usize) -> Self {
+        Self {
+            buf: vec![0; datagram_bytes].into_boxed_slice(),
+        }
+    }
+
+    /// Reads one datagram from `fd` without blocking (one `recvfrom`).
+    pub(super) fn read(&mut self, fd: RawFd, stats: &mut DriverStats) -> Spilled {
+        let mut from = RawAddr::empty();
+        stats.syscalls += 1;
+        // SAFETY: reads at most `buf.len()` bytes into our buffer and an address into storage
+        // sized for any address; both are valid and exclusive for the call.
+        let r = unsafe {
+            libc::recvfrom(
+                fd,
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                from.as_mut_ptr(),
+                &raw mut from.len,
+            )
+        };
+        let Ok(len) = usize::try_from(r) else {
+            let e = io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                stats.recv_errors += 1;
+            }
+            return Spilled::Empty;
+        };
+        if len > self.buf.len() {
+            stats.truncated += 1;
+            return Spilled::Dropped;
+        }
+        let Some(from) = from.to_socket_addr() else {
+            stats.recv_errors += 1;
+            return Spilled::Dropped;
+        };
+        stats.datagrams_received += 1;
+        stats.bytes_received += len as u64;
+        COPIES
+            .rx_fallback_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
+        Spilled::Datagram(from, Bytes::copy_from_slice(&self.buf[..len]))
     }
 }
 

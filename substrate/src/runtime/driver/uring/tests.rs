@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use super::send::{MemLockLimit, ZeroCopy};
 use super::*;
+use crate::runtime::buf::COPIES;
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("INVARIANT: a literal address")
@@ -209,7 +212,7 @@ fn deliver_intact(count: u32, sqpoll: bool) {
 }
 
 #[test]
-fn exhausted_pool_recovers_once_views_drop() {
+fn exhausted_pool_copies_then_recovers_once_views_drop() {
     let mut d = UringDriver::new(&config(4, 2048, 16)).expect("driver");
     let a = d.bind(loopback()).expect("bind a");
     let b = d.bind(loopback()).expect("bind b");
@@ -221,55 +224,56 @@ fn exhausted_pool_recovers_once_views_drop() {
             d.send(a, b_addr, slot, 100);
         }
     };
-    let mut held = Vec::new();
+    let receive = |d: &mut UringDriver| {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            if got.len() >= 4 {
+                break;
+            }
+            d.poll(Wait::For(Duration::from_millis(100)), |r| {
+                got.push(r.datagram)
+            })
+            .expect("poll");
+        }
+        let mut indices: Vec<u32> = got
+            .iter()
+            .map(|v| check(v).expect("intact").expect("indexed"))
+            .collect();
+        indices.sort_unstable();
+        (got, indices)
+    };
+
     send(&mut d, 0);
-    for _ in 0..100 {
-        if held.len() == 4 {
-            break;
-        }
-        d.poll(Wait::For(Duration::from_millis(100)), |r| {
-            held.push(r.datagram)
-        })
-        .expect("poll");
-    }
-    assert_eq!(held.len(), 4);
-    assert_eq!(d.rx_slots_available(), 0);
+    let (held, indices) = receive(&mut d);
+    assert_eq!(indices, [0, 1, 2, 3]);
+    assert_eq!(d.rx_slots_available(), 0, "every slot lent out");
 
-    // Every slot is lent out: the next datagrams wait in the socket buffer.
+    // Every slot is lent out: the next datagrams arrive as copies instead of waiting.
+    let copied = COPIES.rx_fallback_bytes.load(Ordering::Relaxed);
     send(&mut d, 4);
-    let mut late = Vec::new();
-    for _ in 0..100 {
-        if d.stats().rx_pool_exhausted > 0 {
-            break;
-        }
-        d.poll(Wait::For(Duration::from_millis(10)), |r| {
-            late.push(r.datagram)
-        })
-        .expect("poll");
-    }
-    assert!(d.stats().rx_pool_exhausted > 0, "{:?}", d.stats());
-    assert!(late.is_empty());
-
-    drop(held);
-    for _ in 0..100 {
-        if late.len() == 4 {
-            break;
-        }
-        d.poll(Wait::For(Duration::from_millis(100)), |r| {
-            late.push(r.datagram)
-        })
-        .expect("poll");
-    }
-    let mut indices: Vec<u32> = late
-        .iter()
-        .map(|v| check(v).expect("intact").expect("indexed"))
-        .collect();
-    indices.sort_unstable();
+    let (late, indices) = receive(&mut d);
     assert_eq!(indices, [4, 5, 6, 7]);
-    drop(late);
+    assert!(d.stats().rx_pool_exhausted > 0, "{:?}", d.stats());
+    assert!(COPIES.rx_fallback_bytes.load(Ordering::Relaxed) >= copied + 400);
+    assert_eq!(d.rx_slots_available(), 0, "the copies hold no slot");
+    let starved = &d.sockets[(b.0 & SOCKET_INDEX_MASK) as usize];
+    assert!(starved.recv_wanted && starved.readable_armed, "{starved:?}");
+
+    // Once the views drop, datagrams land in pool slots again.
+    drop(held);
+    send(&mut d, 8);
+    let (again, indices) = receive(&mut d);
+    assert_eq!(indices, [8, 9, 10, 11]);
+    assert_eq!(
+        d.rx_slots_available(),
+        0,
+        "received into the pool, not copied"
+    );
+    drop((late, again));
     settle(&mut d);
     assert_eq!(d.rx_slots_available(), 4);
     assert_eq!(d.stats().recv_errors, 0);
+    assert_eq!(d.stats().datagrams_received, 12);
 }
 
 #[test]
