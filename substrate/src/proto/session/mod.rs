@@ -384,13 +384,7 @@ impl Endpoint {
     }
 
     /// A datagram with no connection id: it must be a Hello.
-    fn on_hello(
-        &mut self,
-        now: Instant,
-        from: Locator,
-        frames: &[Frame<'_>],
-        rng: &mut Rng,
-    ) {
+    fn on_hello(&mut self, now: Instant, from: Locator, frames: &[Frame<'_>], rng: &mut Rng) {
         let hello = frames.iter().find_map(|f| match f {
             Frame::Handshake(h) if h.stage == HandshakeStage::Hello => Some(h.clone()),
             _ => None,
@@ -587,7 +581,9 @@ impl Protocol for Endpoint {
 /// in-place `collect` reuses the buffer, as both element types have one layout).
 fn recycle<'b>(mut v: Vec<Frame<'_>>) -> Vec<Frame<'b>> {
     v.clear();
-    v.into_iter().map(|_| unreachable!("the list is empty")).collect()
+    v.into_iter()
+        .map(|_| unreachable!("the list is empty"))
+        .collect()
 }
 
 /// The session behind `h`, if it is still the one `h` was issued for.
