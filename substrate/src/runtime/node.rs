@@ -426,8 +426,8 @@ impl ShardPlan {
                 self.with_driver(d, waker)
             }
             DriverKind::Uring => {
-                // TEMP until the uring driver lands.
-                Err(NodeError::Selection("uring not built yet".into()))
+                let d = super::driver::uring::UringDriver::new(&self.config)?;
+                self.with_driver(d, waker)
             }
         }
     }
