@@ -210,10 +210,10 @@ fn x_range(ticks: &[(f64, String)]) -> (f64, f64) {
     }
 }
 
-/// `1`, `10`, `100`, `1000`, `0.1` without float noise.
+/// `1`, `10`, `100`, `1,000`, `0.1` without float noise.
 fn axis_number(value: f64) -> String {
     if value >= 1.0 {
-        format!("{value:.0}")
+        crate::table::thousands(value.round() as u64)
     } else {
         format!("{value}")
     }
