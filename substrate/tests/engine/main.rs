@@ -10,4 +10,5 @@ mod backpressure;
 mod close_then_stop;
 mod common;
 mod random_datagrams;
+mod small_rx_pool;
 mod smoke;

@@ -6,6 +6,8 @@
 //!                 [--rebind-at 500000]
 //! ```
 //!
+//! `--rx-slots N` sizes the driver's receive pool (default: the driver's default).
+//!
 //! Both run one shard in invoker mode on the main thread. The receiver prints
 //! `{"listening":"ADDR"}` first; each role prints one final JSON line with what it saw and exits
 //! 0, or prints `{"unsupported":...}` and exits 3 if the kernel cannot run the driver, or prints
@@ -33,7 +35,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use substrate::id::{NodeId, StreamId};
 use substrate::runtime::driver::fault::FaultConfig;
-use substrate::runtime::driver::{DriverError, DriverKind};
+use substrate::runtime::driver::{DriverConfig, DriverError, DriverKind};
 use substrate::runtime::{
     Counters, Delivery, Node, NodeError, NodeEvent, OfferError, SessionId, Subscription, Threading,
 };
@@ -101,6 +103,7 @@ struct Options {
     rebind_at: Option<u64>,
     deadline: Duration,
     watch_stdin: bool,
+    rx_slots: Option<usize>,
 }
 
 impl Options {
@@ -121,6 +124,7 @@ impl Options {
             rebind_at: None,
             deadline: Duration::from_secs(120),
             watch_stdin: false,
+            rx_slots: None,
         };
         let mut it = args[1..].iter();
         while let Some(flag) = it.next() {
@@ -140,6 +144,7 @@ impl Options {
                 "--seed" => o.seed = value.parse().with_context(bad)?,
                 "--count" => o.count = value.parse().with_context(bad)?,
                 "--rebind-at" => o.rebind_at = Some(value.parse().with_context(bad)?),
+                "--rx-slots" => o.rx_slots = Some(value.parse().with_context(bad)?),
                 "--deadline-secs" => {
                     o.deadline = Duration::from_secs(value.parse().with_context(bad)?);
                 }
@@ -164,6 +169,12 @@ impl Options {
             .seed(self.seed);
         if self.loss > 0.0 {
             b = b.faults(FaultConfig::loss(self.seed, self.loss));
+        }
+        if let Some(rx_slots) = self.rx_slots {
+            b = b.driver_config(DriverConfig {
+                rx_slots,
+                ..DriverConfig::default()
+            });
         }
         match b.build() {
             Ok(node) => Ok(node),

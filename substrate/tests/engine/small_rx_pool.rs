@@ -1,0 +1,93 @@
+//! A receive pool smaller than what the session may hold: under loss, the receiver keeps
+//! out-of-order datagrams (zero-copy views of their receive slots) until the gap is repaired. If
+//! they take every slot, the driver must still read the repair (the poll driver copies into
+//! scratch memory when the pool is empty); otherwise the stream stalls until the idle timeout.
+
+use substrate::id::StreamId;
+use substrate::proto::session::SessionConfig;
+use substrate::runtime::NodeEvent;
+use substrate::runtime::driver::fault::FaultConfig;
+use substrate::runtime::driver::{DriverConfig, DriverKind};
+use substrate::time::Duration;
+
+use crate::adversary::{build_or_skip, one_at_a_time};
+use crate::common::{PATIENCE, connect, node};
+
+#[test]
+fn a_lossy_stream_completes_with_a_receive_pool_smaller_than_the_window_on_poll() {
+    small_rx_pool(DriverKind::Poll);
+}
+
+#[test]
+fn a_lossy_stream_completes_with_a_receive_pool_smaller_than_the_window_on_uring() {
+    small_rx_pool(DriverKind::Uring);
+}
+
+/// Receive slots of the receiver: far fewer datagrams than its 4 MiB window holds.
+const RX_SLOTS: usize = 64;
+/// Messages streamed.
+const MESSAGES: u64 = 200_000;
+
+fn small_rx_pool(driver: DriverKind) {
+    let _heavy = one_at_a_time();
+    // A stall shows as a timeout soon.
+    let session = SessionConfig {
+        idle_timeout: Duration::from_secs(3),
+        ..SessionConfig::default()
+    };
+    let Some(mut a) = build_or_skip(node(1, driver).session(session.clone()), driver) else {
+        return;
+    };
+    let receiver = node(2, driver)
+        .session(session)
+        .driver_config(DriverConfig {
+            rx_slots: RX_SLOTS,
+            ..DriverConfig::default()
+        })
+        .faults(FaultConfig {
+            drop_rx: 0.02,
+            ..FaultConfig::none(5)
+        });
+    let Some(mut b) = build_or_skip(receiver, driver) else {
+        return;
+    };
+    let (sa, _) = connect(&mut a, &mut b);
+    let stream = StreamId(4);
+    let mut publication = a.publication(sa, stream).expect("publication");
+    let mut sub = b.subscribe(stream).expect("subscription");
+    let (mut sent, mut next) = (0u64, 0u64);
+    let start = std::time::Instant::now();
+    while next < MESSAGES {
+        while sent < MESSAGES && publication.offer(&sent.to_le_bytes()).is_ok() {
+            sent += 1;
+        }
+        a.invoke();
+        b.invoke();
+        sub.poll(
+            |d| {
+                assert_eq!(d.number, next, "{driver:?}");
+                assert_eq!(d.payload[..], next.to_le_bytes(), "{driver:?}");
+                next += 1;
+            },
+            usize::MAX,
+        );
+        while let Some(e) = b.poll_event() {
+            assert!(
+                !matches!(e, NodeEvent::PeerTimedOut { .. } | NodeEvent::Closed { .. }),
+                "{driver:?}: the receiver's session ended ({e:?}) with {next} of {MESSAGES} \
+                 messages read; counters {:?}",
+                b.counters()
+            );
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{driver:?}: stalled at {next} of {MESSAGES}; counters {:?}",
+            b.counters()
+        );
+    }
+    let c = b.counters();
+    println!(
+        "{driver:?}: {} datagrams read while every slot was lent out",
+        c.rx_pool_exhausted
+    );
+}
