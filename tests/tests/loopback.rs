@@ -165,9 +165,14 @@ impl Run {
             "{self}"
         );
         // The loss was real, and was repaired.
-        let dropped_somewhere =
-            s["counters"]["datagrams_sent"].as_u64() > r["counters"]["datagrams_received"].as_u64();
-        assert!(dropped_somewhere, "no loss was injected? {self}");
+        let retransmitted = s["session"]["fragments_retransmitted"].as_u64();
+        assert!(retransmitted > Some(0), "no loss was repaired? {self}");
+        assert_eq!(s["session"]["gaps_sent"].as_u64(), Some(0), "{self}");
+        assert_eq!(
+            s["session"]["fragments_evicted"].as_u64(),
+            Some(0),
+            "{self}"
+        );
         assert_eq!(self.driver, r["driver"].as_str().unwrap_or_default());
         println!(
             "{}: receiver {} ms, sender {} ms",

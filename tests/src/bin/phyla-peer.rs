@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use substrate::id::{NodeId, StreamId};
+use substrate::proto::session::SessionStats;
 use substrate::runtime::driver::fault::FaultConfig;
 use substrate::runtime::driver::{DriverConfig, DriverError, DriverKind};
 use substrate::runtime::{
@@ -400,7 +401,7 @@ fn receive(o: &Options) -> Result<Value, Failure> {
     out["ok"] = json!(check.errors == 0 && check.received == o.count);
     out["elapsed_ms"] = json!(deadline.elapsed_ms());
     out["driver"] = json!(node.driver().0.name());
-    out["session"] = json!(stats.map(|s| format!("{s:?}")));
+    out["session"] = stats.as_ref().map_or(Value::Null, session_json);
     Ok(out)
 }
 
@@ -485,7 +486,7 @@ fn send(o: &Options) -> Result<Value, Failure> {
     out["rebound_from"] = json!(rebound.map(|a| a.to_string()));
     out["elapsed_ms"] = json!(deadline.elapsed_ms());
     out["driver"] = json!(node.driver().0.name());
-    out["session"] = json!(stats.map(|s| format!("{s:?}")));
+    out["session"] = stats.as_ref().map_or(Value::Null, session_json);
     Ok(out)
 }
 
@@ -528,6 +529,26 @@ fn watch_stdin() {
         while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
         PARENT_GONE.store(true, Ordering::Relaxed);
     });
+}
+
+fn session_json(s: &SessionStats) -> Value {
+    json!({
+        "datagrams_sent": s.datagrams_sent,
+        "datagrams_received": s.datagrams_received,
+        "messages_offered": s.messages_offered,
+        "messages_delivered": s.messages_delivered,
+        "messages_lost": s.messages_lost,
+        "fragments_sent": s.fragments_sent,
+        "fragments_retransmitted": s.fragments_retransmitted,
+        "fragments_duplicate": s.fragments_duplicate,
+        "naks_sent": s.naks_sent,
+        "naks_received": s.naks_received,
+        "gaps_sent": s.gaps_sent,
+        "fragments_evicted": s.fragments_evicted,
+        "path_challenges_sent": s.path_challenges_sent,
+        "path_validations_failed": s.path_validations_failed,
+        "frames_invalid": s.frames_invalid,
+    })
 }
 
 /// Prints one JSON line and flushes it (the test reads lines as they come).
