@@ -22,8 +22,12 @@
 //!   transmit arena is registered once as fixed buffers so that `SendZc` skips pinning; that
 //!   locks memory, so `RLIMIT_MEMLOCK` is checked first and a shortfall is the typed
 //!   [`DriverError::MemLock`]. If registration fails for another reason, `SendMsgZc` from
-//!   unregistered memory is used, or plain sends if the kernel lacks it. On loopback the kernel
-//!   copies anyway (the notification says so; see [`UringDriver::zero_copy_copied`]).
+//!   unregistered memory is used, or plain sends if the kernel lacks it. Measured on the 2-core
+//!   development machine (the `crossover` tests): a datagram that leaves the host unfragmented
+//!   is sent 1.35-1.4 times as fast by zero-copy at 8 KiB and 4.7 times at 64 KiB, within 10 %
+//!   either way at 1-4 KiB. Over loopback, or above the interface MTU (fragmented), the kernel
+//!   copies anyway (the notification says so; see [`UringDriver::zero_copy_copied`]) and
+//!   zero-copy is 5-30 % slower.
 //! - **`user_data` is `OpKind:8 | slot:32 | generation:24`** (see `op.rs`): the kind says which
 //!   table the slot indexes (sockets for receives, transmit slots for sends, watched wakers), and
 //!   the generation, bumped per send, lets a stale completion be told from a live one.
