@@ -104,6 +104,7 @@ impl UringDriver {
             config.tx_slot_bytes,
             config.tx_slots,
             config.zero_copy_min_bytes,
+            config.zero_copy_loopback,
         );
         let sq_entries = (config.tx_slots + 64).next_power_of_two().clamp(64, 4096) as u32;
         let cq_entries = (config.rx_slots + 2 * config.tx_slots + 64)

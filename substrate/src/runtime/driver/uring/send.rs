@@ -59,6 +59,7 @@ pub(super) struct Tx {
     side: Box<[TxSide]>,
     zero_copy: ZeroCopy,
     zero_copy_min_bytes: usize,
+    zero_copy_loopback: bool,
     /// `IORING_SEND_ZC_REPORT_USAGE` is understood (kernel 6.2+).
     report_usage: bool,
     /// Zero-copy sends the kernel reported as copied after all (loopback always copies).
@@ -92,7 +93,12 @@ pub(super) enum SendDone {
 }
 
 impl Tx {
-    pub(super) fn new(slot_bytes: usize, slots: usize, zero_copy_min_bytes: usize) -> Self {
+    pub(super) fn new(
+        slot_bytes: usize,
+        slots: usize,
+        zero_copy_min_bytes: usize,
+        zero_copy_loopback: bool,
+    ) -> Self {
         let arena = TxArena::new(slot_bytes, slots);
         let side = (0..arena.count())
             .map(|_| TxSide {
@@ -114,6 +120,7 @@ impl Tx {
             side,
             zero_copy: ZeroCopy::Off,
             zero_copy_min_bytes,
+            zero_copy_loopback,
             report_usage: false,
             zero_copy_copied: 0,
             registered: false,
@@ -233,7 +240,9 @@ impl Tx {
     ) -> squeue::Entry {
         debug_assert!(self.is_held(slot) && len <= self.arena.slot_size());
         let buf = self.arena.slot_ptr(slot);
-        let zero_copy = len >= self.zero_copy_min_bytes && self.zero_copy != ZeroCopy::Off;
+        let zero_copy = len >= self.zero_copy_min_bytes
+            && self.zero_copy != ZeroCopy::Off
+            && (self.zero_copy_loopback || !to.ip().is_loopback());
         let zc_flags = if self.report_usage {
             SEND_ZC_REPORT_USAGE
         } else {

@@ -22,6 +22,7 @@ fn config(rx_slots: usize, rx_slot_bytes: usize, tx_slots: usize) -> DriverConfi
         tx_slot_bytes: 65_536,
         socket_buffer_bytes: 16 << 20,
         zero_copy_min_bytes: 16 * 1024,
+        zero_copy_loopback: true,
         sqpoll: false,
     }
 }
