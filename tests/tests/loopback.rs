@@ -4,7 +4,7 @@
 //! never on timings. Deadlines are give-up bounds: the peers exit on their own after
 //! [`PEER_DEADLINE_SECS`], and when this process ends their standard input closes and they stop.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
@@ -124,13 +124,20 @@ impl Run {
             args.extend(["--rebind-at".to_owned(), n.to_string()]);
         }
         let mut sender = Peer::spawn("send", args);
-        let receiver_report = receiver.last();
-        let sender_report = sender.last();
-        Some(Self {
+        // The sender ends last in a good run (it drains its closed session), but first if it
+        // fails: then the receiver is told to give up at once, and both reports are shown.
+        let (sender_report, sender_ok) = sender.last();
+        if !sender_ok {
+            receiver.stdin = None;
+        }
+        let (receiver_report, receiver_ok) = receiver.last();
+        let run = Self {
             driver: driver.to_owned(),
             receiver: receiver_report,
             sender: sender_report,
-        })
+        };
+        assert!(sender_ok && receiver_ok, "a peer failed: {run}");
+        Some(run)
     }
 
     /// Every message arrived once, in order, intact; nobody reported a loss; both ends closed.
@@ -237,20 +244,16 @@ impl Peer {
             .unwrap_or_else(|e| panic!("phyla-peer {} printed {line:?}: {e}", self.role))
     }
 
-    /// The final report; panics if the peer failed.
-    fn last(&mut self) -> Value {
-        let report = self.line();
-        if let Some(stdin) = &mut self.stdin {
-            let _ = stdin.flush();
-        }
+    /// The final report, and whether the peer succeeded (exit status is in the report then).
+    fn last(&mut self) -> (Value, bool) {
+        let mut report = self.line();
         self.stdin = None;
         let status = self.child.wait().expect("waiting for phyla-peer");
-        assert!(
-            status.success() && report.get("error").is_none(),
-            "phyla-peer {} failed ({status}): {report}",
-            self.role
-        );
-        report
+        let ok = status.success() && report.get("error").is_none();
+        if !ok {
+            report["exit"] = Value::String(status.to_string());
+        }
+        (report, ok)
     }
 }
 
