@@ -54,6 +54,7 @@ pub mod cli;
 pub mod floor;
 pub mod machine;
 pub mod meter;
+pub mod phyla;
 pub mod pingpong;
 pub mod svg;
 pub mod table;

@@ -11,15 +11,19 @@
 use std::process::ExitCode;
 
 use phyla_bench::floor::UdpPingPong;
+use phyla_bench::phyla::PhylaPingPong;
 use phyla_bench::pingpong::{self, PingPongContender};
 use phyla_bench::zeromq::ZmqReqRep;
 
 fn main() -> ExitCode {
     // The registry: one line per contender, in table order. Phyla's rows go here.
-    let contenders: Vec<Box<dyn PingPongContender>> = vec![
+    let mut contenders: Vec<Box<dyn PingPongContender>> = vec![
         Box::new(UdpPingPong::busy()),
         Box::new(UdpPingPong::blocking()),
         Box::new(ZmqReqRep),
     ];
+    for c in PhylaPingPong::all() {
+        contenders.push(Box::new(c));
+    }
     pingpong::main(&contenders)
 }

@@ -10,12 +10,16 @@
 use std::process::ExitCode;
 
 use phyla_bench::floor::UdpFloor;
+use phyla_bench::phyla::PhylaThroughput;
 use phyla_bench::throughput::{self, ThroughputContender};
 use phyla_bench::zeromq::ZmqPushPull;
 
 fn main() -> ExitCode {
     // The registry: one line per contender, in table order. Phyla's rows go here.
-    let contenders: Vec<Box<dyn ThroughputContender>> =
+    let mut contenders: Vec<Box<dyn ThroughputContender>> =
         vec![Box::new(UdpFloor), Box::new(ZmqPushPull)];
+    for c in PhylaThroughput::all() {
+        contenders.push(Box::new(c));
+    }
     throughput::main(&contenders)
 }

@@ -42,21 +42,37 @@ unsafe impl Send for Arena {}
 // SAFETY: as above; shared access is only to slots lent read-only.
 unsafe impl Sync for Arena {}
 
-const ALIGN: usize = 4096;
-
 impl Arena {
-    fn layout(size: usize, count: usize) -> std::alloc::Layout {
-        std::alloc::Layout::from_size_align(size * count, ALIGN).expect("INVARIANT: sizes checked")
-    }
-
-    /// A zeroed arena of `count` slots of `size` bytes (`size` rounded up to 64).
+    /// An arena of `count` slots of `size` bytes (`size` rounded up to 64). The memory is an
+    /// anonymous mapping: zero pages appear only as slots are first used, so a large, mostly idle
+    /// pool costs address space, not resident memory.
     pub(crate) fn new(size: usize, count: usize) -> Self {
         let size = size.max(64).next_multiple_of(64);
         let count = count.max(1);
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { std::alloc::alloc_zeroed(Self::layout(size, count)) };
-        let ptr = NonNull::new(raw)
-            .unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout(size, count)));
+        let len = size * count;
+        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        let layout = std::alloc::Layout::from_size_align(len, 4096);
+        let ptr = if raw == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(raw.cast::<u8>())
+        };
+        let Some(ptr) = ptr else {
+            match layout {
+                Ok(l) => std::alloc::handle_alloc_error(l),
+                Err(_) => panic!("arena of {len} bytes cannot be mapped"),
+            }
+        };
         Self { ptr, size, count }
     }
 
@@ -83,8 +99,9 @@ impl Arena {
 
 impl Drop for Arena {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.size, self.count)) }
+        // SAFETY: mapped in `new` with this length; nothing refers to it any more (lent views
+        // keep the arena alive through their `Arc`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.size * self.count) };
     }
 }
 
@@ -239,10 +256,6 @@ impl TxArena {
         self.arena.count()
     }
 
-    pub(crate) fn base(&self) -> *mut u8 {
-        self.arena.base()
-    }
-
     pub(crate) fn acquire(&mut self) -> Option<TxSlot> {
         self.free.pop().map(TxSlot)
     }
@@ -260,12 +273,6 @@ impl TxArena {
         let p = self.arena.slot_ptr(slot.0);
         // SAFETY: an acquired slot belongs to its holder alone.
         unsafe { std::slice::from_raw_parts_mut(p, self.arena.slot_size()) }
-    }
-
-    pub(crate) fn buf(&self, slot: TxSlot, len: usize) -> &[u8] {
-        let p = self.arena.slot_ptr(slot.0);
-        // SAFETY: as above; read-only while the kernel sends it.
-        unsafe { std::slice::from_raw_parts(p, len.min(self.arena.slot_size())) }
     }
 
     pub(crate) fn slot_ptr(&self, slot: TxSlot) -> *mut u8 {
@@ -301,7 +308,7 @@ mod tests {
         let b = tx.acquire().unwrap();
         assert!(tx.acquire().is_none());
         tx.buf_mut(a)[0] = 1;
-        assert_eq!(tx.buf(a, 1), [1]);
+        assert_eq!(tx.buf_mut(a)[0], 1);
         tx.release(b);
         assert_eq!(tx.in_flight(), 1);
     }
