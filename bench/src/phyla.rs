@@ -410,6 +410,12 @@ impl RoundTrip for PhylaClient {
     }
 
     fn stop(&mut self) -> Result<()> {
+        if std::env::var_os("PHYLA_BENCH_DEBUG").is_some() {
+            let _ = std::fs::write(
+                "/tmp/phyla-client.txt",
+                format!("{:?}", self.node.counters()),
+            );
+        }
         self.publication
             .offer(&[])
             .map_err(|e| anyhow::anyhow!("sending the stop message: {e}"))?;
