@@ -237,10 +237,18 @@ impl ThroughputContender for PhylaThroughput {
             }
             now = Instant::now();
         }
-        // Let the last messages leave before the process ends.
-        let flush_until = Instant::now() + Duration::from_millis(500);
-        while publication.pending_bytes() > 0 && Instant::now() < flush_until {
+        // Close in order: the session sends everything offered, then the Close, so the
+        // receiver's count of lost messages is exact.
+        let elapsed = now - start;
+        node.close(session)?;
+        let flush_until = Instant::now() + Duration::from_secs(5);
+        'flush: while Instant::now() < flush_until {
             node.invoke();
+            while let Some(e) = node.poll_event() {
+                if matches!(e, NodeEvent::Closed { .. }) {
+                    break 'flush;
+                }
+            }
         }
         let mut extra = serde_json::Map::new();
         let c = node.counters();
@@ -251,7 +259,7 @@ impl ThroughputContender for PhylaThroughput {
         Ok(TxReport {
             messages: sent,
             bytes: sent * spec.payload_bytes as u64,
-            elapsed_ns: u64::try_from((now - start).as_nanos()).unwrap_or(u64::MAX),
+            elapsed_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             extra,
         })
     }

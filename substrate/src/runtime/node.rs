@@ -964,6 +964,10 @@ impl Publication {
         if len as u64 > self.limit {
             return Err(OfferError::TooLarge(len));
         }
+        if !self.ring.has_room() {
+            self.backpressured += 1;
+            return Err(OfferError::BackPressured);
+        }
         if self.offered + len as u64 - self.taken_seen > self.limit {
             self.taken_seen = self.gauge.taken.load(Ordering::Acquire);
             if self.offered + len as u64 - self.taken_seen > self.limit {

@@ -109,6 +109,16 @@ impl<T> Producer<T> {
     pub fn capacity(&self) -> usize {
         self.ring.mask + 1
     }
+
+    /// Whether a push would succeed now (the consumer may make more room at any moment).
+    pub fn has_room(&mut self) -> bool {
+        let capacity = self.ring.mask + 1;
+        if self.tail.wrapping_sub(self.head_seen) < capacity {
+            return true;
+        }
+        self.head_seen = self.ring.head.load(Ordering::Acquire);
+        self.tail.wrapping_sub(self.head_seen) < capacity
+    }
 }
 
 impl<T> Consumer<T> {
