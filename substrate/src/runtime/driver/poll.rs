@@ -459,6 +459,12 @@ impl Driver for PollDriver {
     }
 
     fn poll<F: FnMut(Received)>(&mut self, wait: Wait, mut sink: F) -> Result<usize, DriverError> {
+        // A blocked socket is unblocked by its writable edge, which only `wait` reads: look for
+        // it now, or a shard that never waits (busy spin, invoker mode, steady work) would never
+        // send on that socket again.
+        if self.sockets.iter().flatten().any(|s| s.blocked) {
+            self.wait(std::time::Duration::ZERO)?;
+        }
         let mut work = self.flush() + self.receive(&mut sink);
         if work == 0 {
             if let Wait::For(d) = wait {
@@ -481,5 +487,35 @@ impl Driver for PollDriver {
 
     fn stats(&self) -> DriverStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocked_socket_sends_again_without_waiting() {
+        let mut d = PollDriver::new(&DriverConfig::default()).expect("driver");
+        let s = d.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("peer");
+        peer.set_nonblocking(true).expect("nonblocking");
+        // As after a send that hit EAGAIN: the writable edge that ends it is pending in epoll.
+        if let Some(Some(sock)) = d.sockets.get_mut(s.0 as usize) {
+            sock.blocked = true;
+        }
+        let (slot, buf) = d.tx_acquire().expect("slot");
+        buf[..5].copy_from_slice(b"hello");
+        d.send(s, peer.local_addr().expect("addr"), slot, 5);
+        let mut got = [0u8; 16];
+        for _ in 0..100 {
+            d.poll(Wait::No, |_| {}).expect("poll");
+            if let Ok(n) = peer.recv(&mut got) {
+                assert_eq!(&got[..n], b"hello");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("the queued datagram never left a socket that was blocked once");
     }
 }
