@@ -1032,7 +1032,8 @@ impl Drop for Claim<'_> {
     }
 }
 
-/// The receiving end of a stream, on every session of a node.
+/// The receiving end of a stream, on every session of a node. Every subscription to a stream
+/// gets every message; the slowest one paces the stream for all.
 pub struct Subscription {
     stream: StreamId,
     rings: Vec<Consumer<Delivery>>,

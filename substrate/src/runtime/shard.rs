@@ -574,7 +574,9 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    /// Moves delivered messages from sessions to subscription rings.
+    /// Moves delivered messages from sessions to subscription rings. Every subscription to a
+    /// stream gets every message (a `Bytes` clone each, no copy); a subscription whose ring is
+    /// full holds one message and stops the stream for all until it has room.
     fn deliver(&mut self) -> usize {
         if self.readable.is_empty() {
             return 0;
@@ -586,33 +588,42 @@ impl<D: Driver> Shard<D> {
         self.readable_scratch.extend(self.readable.iter().copied());
         for k in 0..self.readable_scratch.len() {
             let (session, stream) = self.readable_scratch[k];
-            let Some(sub) = self.subs.iter_mut().find(|s| s.stream == stream) else {
+            if !self.subs.iter().any(|s| s.stream == stream) {
                 continue;
-            };
+            }
             let Some(&key) = self.keys.get(&session) else {
                 continue;
             };
             let mut drained = false;
             let mut n = 0;
             while n < DELIVERIES_PER_CYCLE {
-                let d = match sub.held.take() {
-                    Some(d) => d,
-                    None => match self.endpoint.recv(session, stream) {
-                        Some(m) => Delivery {
-                            session: key,
-                            stream,
-                            number: m.number,
-                            payload: m.payload,
-                        },
-                        None => {
-                            drained = true;
-                            break;
+                // Messages held for a full ring go first, in order.
+                let mut stuck = false;
+                for sub in self.subs.iter_mut().filter(|s| s.stream == stream) {
+                    if let Some(d) = sub.held.take() {
+                        if let Err(full) = sub.ring.try_push(d) {
+                            sub.held = Some(full.0);
+                            stuck = true;
                         }
-                    },
-                };
-                if let Err(full) = sub.ring.try_push(d) {
-                    sub.held = Some(full.0);
+                    }
+                }
+                if stuck {
                     break;
+                }
+                let Some(m) = self.endpoint.recv(session, stream) else {
+                    drained = true;
+                    break;
+                };
+                let d = Delivery {
+                    session: key,
+                    stream,
+                    number: m.number,
+                    payload: m.payload,
+                };
+                for sub in self.subs.iter_mut().filter(|s| s.stream == stream) {
+                    if let Err(full) = sub.ring.try_push(d.clone()) {
+                        sub.held = Some(full.0);
+                    }
                 }
                 n += 1;
             }
