@@ -37,7 +37,8 @@ fn throughput_prints_a_table_and_a_json_line() {
     assert_eq!(json["program"], "throughput");
     assert_eq!(json["errors"], Value::Array(vec![]), "{stdout}");
     let rows = json["rows"].as_array().expect("rows");
-    let contenders = if cfg!(feature = "zeromq") { 2 } else { 1 };
+    // Floor, ZeroMQ, and Phyla on two drivers at two datagram sizes.
+    let contenders = if cfg!(feature = "zeromq") { 6 } else { 5 };
     assert_eq!(rows.len(), 2 * contenders, "{stdout}");
     for row in rows {
         for key in [
@@ -82,7 +83,8 @@ fn pingpong_prints_percentiles_and_writes_the_plot() {
     assert_eq!(json["program"], "pingpong");
     assert_eq!(json["errors"], Value::Array(vec![]), "{stdout}");
     let rows = json["rows"].as_array().expect("rows");
-    let contenders = if cfg!(feature = "zeromq") { 3 } else { 2 };
+    // Two floors, ZeroMQ, and Phyla on two drivers, spinning and parked.
+    let contenders = if cfg!(feature = "zeromq") { 7 } else { 6 };
     assert_eq!(rows.len(), contenders, "{stdout}");
     for row in rows {
         for key in [
