@@ -259,8 +259,9 @@ mod tests {
             peer.send_to(b"second", to).expect("send");
             let start = std::time::Instant::now();
             while d.faults().delayed < 2 {
-                d.poll(Wait::No, |_| panic!("nothing is due yet")).expect("poll");
-                assert!(start.elapsed() < std::time::Duration::from_secs(5));
+                d.poll(Wait::No, |_| panic!("nothing is due yet"))
+                    .expect("poll");
+                assert!(start.elapsed() < Duration::from_secs(5));
             }
             let (first, second) = (d.delayed[0].0, d.delayed[1].0);
             let now = d.clock.now();
@@ -309,7 +310,7 @@ mod tests {
                 assert_eq!(&got[0][..], b"alone");
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(1));
         }
         panic!("the held-back datagram never came while nothing else arrived");
     }
