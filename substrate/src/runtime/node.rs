@@ -503,11 +503,7 @@ struct ShardLink {
 impl ShardLink {
     /// Wakes the shard if it is waiting in its driver.
     fn nudge(&self) {
-        if let Some(w) = &self.waker {
-            if self.shared.parked.load(Ordering::SeqCst) {
-                w.wake();
-            }
-        }
+        self.shared.wake_if_parked(self.waker.as_ref());
     }
 }
 
@@ -636,6 +632,11 @@ impl Node {
     pub fn subscribe(&mut self, stream: StreamId) -> Result<Subscription, NodeError> {
         let alive = Arc::new(());
         let mut rings = Vec::with_capacity(self.shards.len());
+        let wakers = self
+            .shards
+            .iter()
+            .map(|s| (s.shared.clone(), s.waker.clone()))
+            .collect();
         for shard in 0..self.shards.len() {
             let (tx, rx) = spsc::channel(self.ring_capacity);
             self.command(
@@ -651,6 +652,7 @@ impl Node {
         Ok(Subscription {
             stream,
             rings,
+            wakers,
             turn: 0,
             _alive: alive,
         })
@@ -701,6 +703,8 @@ impl Node {
         for k in 0..n {
             let i = (self.event_turn + k) % n;
             if let Some(e) = self.shards[i].events.try_pop() {
+                // The shard may hold events for want of room in the ring.
+                self.shards[i].nudge();
                 self.event_turn = (i + 1) % n;
                 if let NodeEvent::LocatorChanged { shard, locator } = &e {
                     if let Some(s) = self.shards.get_mut(usize::from(*shard)) {
@@ -987,11 +991,7 @@ impl Publication {
         self.offered += len;
         let n = self.next_number;
         self.next_number += 1;
-        if let Some(w) = &self.waker {
-            if self.shared.parked.load(Ordering::SeqCst) {
-                w.wake();
-            }
-        }
+        self.shared.wake_if_parked(self.waker.as_ref());
         Ok(n)
     }
 }
@@ -1037,6 +1037,8 @@ impl Drop for Claim<'_> {
 pub struct Subscription {
     stream: StreamId,
     rings: Vec<Consumer<Delivery>>,
+    /// Per shard: a shard that holds a delivery for a full ring waits for this side to read.
+    wakers: Vec<(Arc<Shared>, Option<Waker>)>,
     turn: usize,
     /// Shards drop their end once this is the last reference.
     _alive: Arc<()>,
@@ -1059,12 +1061,17 @@ impl Subscription {
         let shards = self.rings.len();
         for k in 0..shards {
             let i = (self.turn + k) % shards;
+            let before = n;
             while n < limit {
                 let Some(d) = self.rings[i].try_pop() else {
                     break;
                 };
                 handler(d);
                 n += 1;
+            }
+            if n > before {
+                let (shared, waker) = &self.wakers[i];
+                shared.wake_if_parked(waker.as_ref());
             }
         }
         self.turn = (self.turn + 1) % shards.max(1);

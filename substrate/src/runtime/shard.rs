@@ -13,13 +13,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 
 use super::clock::Clock;
-use super::driver::{Driver, DriverStats, SocketId, Wait};
+use super::driver::{Driver, DriverStats, SocketId, Wait, Waker};
 use super::idle::{IdleStep, Idler};
 use super::{Delivery, NodeEvent, SessionId};
 use crate::collections::{HashMap, HashSet};
@@ -108,6 +108,19 @@ impl Shared {
             parked: CachePadded::new(AtomicBool::new(false)),
             stop: AtomicBool::new(false),
             counters: SharedCounters::default(),
+        }
+    }
+
+    /// The application's half of the parking protocol, after it pushed to or popped from a
+    /// ring: wakes the shard if it waits. The fence orders the ring's release store before the
+    /// load of `parked` (without it, the store may still sit in a store buffer when the shard
+    /// looks at the ring, and both sides miss each other).
+    pub(crate) fn wake_if_parked(&self, waker: Option<&Waker>) {
+        if let Some(w) = waker {
+            fence(Ordering::SeqCst);
+            if self.parked.load(Ordering::Relaxed) {
+                w.wake();
+            }
         }
     }
 }
@@ -287,10 +300,25 @@ impl<D: Driver> Shard<D> {
     }
 
     /// Says the shard is about to wait, then checks nothing arrived meanwhile (no lost wake-up:
-    /// the application pushes, then reads `parked`; we set `parked`, then look at the rings).
+    /// the application pushes or pops, then reads `parked`; we set `parked`, then look at the
+    /// rings; a SeqCst fence on each side between the two).
     fn prepare_to_park(&mut self, d: Duration) -> Wait {
         self.shared.parked.store(true, Ordering::SeqCst);
-        let pending = !self.commands.is_empty() || self.pubs.iter_mut().any(|p| !p.ring.is_empty());
+        fence(Ordering::SeqCst);
+        let blocked = &self.blocked;
+        let pending = !self.commands.is_empty()
+            // Offers to move (a backpressured stream waits for `Writable`, a datagram).
+            || self
+                .pubs
+                .iter_mut()
+                .any(|p| !blocked.contains(&(p.session, p.stream)) && !p.ring.is_empty())
+            // Deliveries held for a full ring that the application has since read from.
+            || self
+                .subs
+                .iter_mut()
+                .any(|s| s.held.is_some() && s.ring.has_room())
+            // Events held for a full event ring, likewise.
+            || (!self.overflow.is_empty() && self.events.has_room());
         if pending {
             self.shared.parked.store(false, Ordering::Relaxed);
             Wait::No

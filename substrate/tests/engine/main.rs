@@ -9,6 +9,7 @@ mod adversary;
 mod backpressure;
 mod close_then_stop;
 mod common;
+mod dedicated;
 mod fan_out;
 mod random_datagrams;
 mod small_rx_pool;

@@ -1,0 +1,116 @@
+//! Dedicated shard threads end to end: connect, stream 100k messages, receive them in order, and
+//! drop both nodes cleanly (their threads are joined). The shards park as soon as they are idle,
+//! for up to 10 s, so every step relies on the application waking them: a lost wake-up shows as
+//! a stall until the next protocol timer (about a second), where a run takes some 50 ms. Lost
+//! wake-ups were rare (2 runs in 120), hence the repetitions.
+
+use std::time::{Duration, Instant};
+
+use substrate::id::{NodeId, StreamId};
+use substrate::runtime::driver::DriverKind;
+use substrate::runtime::idle::IdleStrategy;
+use substrate::runtime::{Node, NodeEvent, Threading};
+
+use crate::adversary::{build_or_skip, one_at_a_time};
+use crate::common::PATIENCE;
+
+fn dedicated(id: u64, driver: DriverKind, idle: IdleStrategy) -> Option<Node> {
+    let builder = Node::builder(NodeId::from_u64(id))
+        .shards(1)
+        .driver(driver)
+        .threading(Threading::Dedicated)
+        .idle(idle)
+        .pin(false)
+        .seed(id);
+    build_or_skip(builder, driver)
+}
+
+fn stream_100k(driver: DriverKind, idle: IdleStrategy) -> Duration {
+    let _heavy = one_at_a_time();
+    let Some(mut a) = dedicated(1, driver, idle) else {
+        return Duration::ZERO;
+    };
+    let Some(mut b) = dedicated(2, driver, idle) else {
+        return Duration::ZERO;
+    };
+    let start = Instant::now();
+    let sa = a.connect(b.locators()[0]).expect("connect");
+    let (mut ca, mut cb) = (false, false);
+    while !(ca && cb) {
+        while let Some(e) = a.poll_event() {
+            ca |= matches!(e, NodeEvent::Connected { session, .. } if session == sa);
+        }
+        while let Some(e) = b.poll_event() {
+            cb |= matches!(e, NodeEvent::Connected { .. });
+        }
+        assert!(start.elapsed() < PATIENCE, "{driver:?}: never connected");
+        std::thread::yield_now();
+    }
+    let stream = StreamId(9);
+    let mut publication = a.publication(sa, stream).expect("publication");
+    let mut sub = b.subscribe(stream).expect("subscription");
+    const N: u64 = 100_000;
+    let (mut sent, mut next) = (0u64, 0u64);
+    while next < N {
+        while sent < N && publication.offer(&sent.to_le_bytes()).is_ok() {
+            sent += 1;
+        }
+        sub.poll(
+            |d| {
+                assert_eq!(d.number, next, "{driver:?}");
+                assert_eq!(d.payload[..], next.to_le_bytes(), "{driver:?}");
+                next += 1;
+            },
+            usize::MAX,
+        );
+        while a.poll_event().is_some() {}
+        while b.poll_event().is_some() {}
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{driver:?}: {next} of {N} arrived"
+        );
+        std::thread::yield_now();
+    }
+    let took = start.elapsed();
+    assert_eq!(b.counters().datagrams_invalid, 0, "{driver:?}");
+    let dropping = Instant::now();
+    drop(publication);
+    drop(sub);
+    drop(a);
+    drop(b);
+    assert!(
+        dropping.elapsed() < Duration::from_secs(5),
+        "{driver:?}: dropping the nodes took {:?}",
+        dropping.elapsed()
+    );
+    took
+}
+
+/// Parks at once, for longer than any protocol timer: only wake-ups end a wait early.
+fn long_park() -> IdleStrategy {
+    IdleStrategy::Backoff {
+        spins: 0,
+        yields: 0,
+        max: Duration::from_secs(10),
+    }
+}
+
+/// A run stalled by a lost wake-up takes a second or more.
+const STALL: Duration = Duration::from_millis(900);
+
+fn repeatedly(driver: DriverKind) {
+    for run in 0..30 {
+        let took = stream_100k(driver, long_park());
+        assert!(took < STALL, "{driver:?}: run {run} took {took:?}");
+    }
+}
+
+#[test]
+fn dedicated_threads_stream_in_order_and_stop_on_poll() {
+    repeatedly(DriverKind::Poll);
+}
+
+#[test]
+fn dedicated_threads_stream_in_order_and_stop_on_uring() {
+    repeatedly(DriverKind::Uring);
+}
