@@ -49,7 +49,9 @@ impl Arena {
     pub(crate) fn new(size: usize, count: usize) -> Self {
         let size = size.max(64).next_multiple_of(64);
         let count = count.max(1);
-        let len = size * count;
+        let len = size
+            .checked_mul(count)
+            .unwrap_or_else(|| panic!("arena of {count} slots of {size} bytes overflows"));
         // SAFETY: an anonymous private mapping with no address hint; the result is checked.
         let raw = unsafe {
             libc::mmap(

@@ -195,6 +195,9 @@ pub enum OfferError {
     /// The message is larger than the publication's buffer can ever hold.
     #[error("message of {0} bytes exceeds the publication buffer")]
     TooLarge(usize),
+    /// The session is gone (closed, timed out or refused): nothing more can be sent on it.
+    #[error("the session is closed")]
+    Closed,
 }
 
 /// How a node is built.
@@ -840,6 +843,8 @@ pub struct Counters {
     pub events_overflowed: u64,
     /// Times every transmit slot was in flight.
     pub tx_slots_exhausted: u64,
+    /// Events dropped because the application did not read them (after 65,536 waited).
+    pub events_dropped: u64,
     /// Payload bytes copied from the application by `Publication::offer` (process-wide).
     pub offer_bytes_copied: u64,
     /// Received bytes copied because the receive pool was exhausted (process-wide).
@@ -870,6 +875,7 @@ impl Counters {
             offers_dropped: c[18],
             events_overflowed: c[19],
             tx_slots_exhausted: c[20],
+            events_dropped: c[21],
             offer_bytes_copied: COPIES.offer_bytes.load(Ordering::Relaxed),
             rx_fallback_bytes_copied: COPIES.rx_fallback_bytes.load(Ordering::Relaxed),
         }
@@ -967,6 +973,11 @@ impl Publication {
     fn room(&mut self, len: usize) -> Result<(), OfferError> {
         if len as u64 > self.limit {
             return Err(OfferError::TooLarge(len));
+        }
+        // A claim that was forgotten (never committed nor dropped) must not prefix this message.
+        self.chunk.clear();
+        if self.gauge.closed.load(Ordering::Acquire) {
+            return Err(OfferError::Closed);
         }
         if !self.ring.has_room() {
             self.backpressured += 1;

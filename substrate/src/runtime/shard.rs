@@ -42,6 +42,8 @@ const DELIVERIES_PER_CYCLE: usize = 4096;
 const TRANSMITS_PER_CYCLE: usize = 256;
 /// How often per-session counters are published to the application.
 const SESSION_COUNTERS_EVERY: Duration = Duration::from_millis(10);
+/// Most events held for an application that does not read them; more are dropped and counted.
+const MAX_OVERFLOW_EVENTS: usize = 65_536;
 
 /// What the application asks of a shard.
 #[derive(Debug)]
@@ -82,6 +84,8 @@ pub(crate) enum Command {
 #[derive(Debug, Default)]
 pub(crate) struct PubGauge {
     pub(crate) taken: CachePadded<AtomicU64>,
+    /// The session is gone: offers can never be sent.
+    pub(crate) closed: AtomicBool,
 }
 
 /// Counters a shard publishes for the application (relaxed atomics; a snapshot, not a barrier).
@@ -180,6 +184,7 @@ pub(crate) struct ShardStats {
     pub(crate) messages_delivered: u64,
     pub(crate) offers_dropped: u64,
     pub(crate) events_overflowed: u64,
+    pub(crate) events_dropped: u64,
     pub(crate) tx_slots_exhausted: u64,
 }
 
@@ -333,8 +338,12 @@ impl<D: Driver> Shard<D> {
                 self.stats.events_overflowed += 1;
                 self.overflow.push_back(full.0);
             }
-        } else {
+        } else if self.overflow.len() < MAX_OVERFLOW_EVENTS {
+            self.stats.events_overflowed += 1;
             self.overflow.push_back(e);
+        } else {
+            // The application has not read events for a long time: drop, and count it.
+            self.stats.events_dropped += 1;
         }
     }
 
@@ -493,6 +502,15 @@ impl<D: Driver> Shard<D> {
                 }
             }
             let p = &mut self.pubs[i];
+            if gone {
+                // Nothing left in this publication can be sent: say so to its `offer`, and
+                // count what is thrown away.
+                p.gauge.closed.store(true, Ordering::Release);
+                while let Some(m) = p.ring.try_pop() {
+                    p.taken += m.len() as u64;
+                    self.stats.offers_dropped += 1;
+                }
+            }
             if n > 0 || gone {
                 p.gauge.taken.store(p.taken, Ordering::Release);
             }
@@ -680,6 +698,21 @@ impl<D: Driver> Shard<D> {
         }
         if now.saturating_duration_since(self.counters_published) >= SESSION_COUNTERS_EVERY {
             self.counters_published = now;
+            // Forget sessions the endpoint has freed (publisher-only sessions never pass through
+            // `deliver`, which forgets the others).
+            let endpoint = &self.endpoint;
+            let gone: Vec<_> = self
+                .keys
+                .keys()
+                .copied()
+                .filter(|&h| endpoint.session_info(h).is_none())
+                .collect();
+            for h in gone {
+                if let Some(k) = self.keys.remove(&h) {
+                    self.handles.remove(&k);
+                }
+                self.readable.retain(|&(s, _)| s != h);
+            }
             // try_lock: the shard never waits for a reader.
             if let Ok(mut map) = self.shared.counters.sessions.try_lock() {
                 map.clear();
@@ -740,7 +773,7 @@ pub(crate) fn counter_values(
         s.offers_dropped,
         s.events_overflowed,
         s.tx_slots_exhausted,
-        0,
+        s.events_dropped,
         0,
         0,
     ]

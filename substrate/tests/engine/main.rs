@@ -8,6 +8,7 @@
 mod adversary;
 mod backpressure;
 mod close_then_stop;
+mod closed_offers;
 mod common;
 mod dedicated;
 mod fan_out;
