@@ -642,33 +642,48 @@ impl<D: Driver> Shard<D> {
             };
             let mut drained = false;
             let mut n = 0;
+            let subscribers = self.subs.iter().filter(|s| s.stream == stream).count();
+            let mut any_held = self
+                .subs
+                .iter()
+                .any(|s| s.stream == stream && s.held.is_some());
             while n < DELIVERIES_PER_CYCLE {
                 // Messages held for a full ring go first, in order.
-                let mut stuck = false;
-                for sub in self.subs.iter_mut().filter(|s| s.stream == stream) {
-                    if let Some(d) = sub.held.take() {
-                        if let Err(full) = sub.ring.try_push(d) {
-                            sub.held = Some(full.0);
-                            stuck = true;
+                if any_held {
+                    let mut stuck = false;
+                    for sub in self.subs.iter_mut().filter(|s| s.stream == stream) {
+                        if let Some(d) = sub.held.take() {
+                            if let Err(full) = sub.ring.try_push(d) {
+                                sub.held = Some(full.0);
+                                stuck = true;
+                            }
                         }
                     }
-                }
-                if stuck {
-                    break;
+                    if stuck {
+                        break;
+                    }
+                    any_held = false;
                 }
                 let Some(m) = self.endpoint.recv(session, stream) else {
                     drained = true;
                     break;
                 };
-                let d = Delivery {
+                let mut d = Some(Delivery {
                     session: key,
                     stream,
                     number: m.number,
                     payload: m.payload,
-                };
+                });
+                // Each subscriber but the last gets a clone (a reference count); the last, the
+                // message itself.
+                let mut left = subscribers;
                 for sub in self.subs.iter_mut().filter(|s| s.stream == stream) {
-                    if let Err(full) = sub.ring.try_push(d.clone()) {
+                    left -= 1;
+                    let item = if left == 0 { d.take() } else { d.clone() };
+                    let Some(item) = item else { break };
+                    if let Err(full) = sub.ring.try_push(item) {
                         sub.held = Some(full.0);
+                        any_held = true;
                     }
                 }
                 n += 1;
