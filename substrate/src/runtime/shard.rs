@@ -273,8 +273,11 @@ impl<D: Driver> Shard<D> {
         let clock = &self.clock;
         let mut received = 0usize;
         let polled = self.driver.poll(wait, |r| {
+            // One clock read per batch: the datagrams of one poll arrived together.
+            if received == 0 {
+                now = clock.now();
+            }
             received += 1;
-            now = clock.now();
             endpoint.handle_datagram(now, Locator::Udp(r.from), &r.datagram, rng);
         });
         if matches!(wait, Wait::For(_)) {
