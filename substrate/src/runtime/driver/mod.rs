@@ -299,13 +299,22 @@ pub struct Selection {
 /// # Errors
 /// A message if `PHYLA_DRIVER` names no driver.
 pub fn select(forced: Option<DriverKind>) -> Result<Selection, String> {
+    select_with(forced, std::env::var("PHYLA_DRIVER").ok(), uring::probe)
+}
+
+/// [`select`] with the environment and the probe passed in, so that every branch is testable.
+fn select_with(
+    forced: Option<DriverKind>,
+    env: Option<String>,
+    probe: impl FnOnce() -> Result<(), DriverError>,
+) -> Result<Selection, String> {
     if let Some(kind) = forced {
         return Ok(Selection {
             kind,
             reason: "configured".into(),
         });
     }
-    if let Ok(v) = std::env::var("PHYLA_DRIVER") {
+    if let Some(v) = env {
         let kind = DriverKind::parse(&v)
             .ok_or_else(|| format!("PHYLA_DRIVER={v:?}: expected `uring` or `poll`"))?;
         return Ok(Selection {
@@ -313,7 +322,7 @@ pub fn select(forced: Option<DriverKind>) -> Result<Selection, String> {
             reason: "PHYLA_DRIVER".into(),
         });
     }
-    Ok(match uring::probe() {
+    Ok(match probe() {
         Ok(()) => Selection {
             kind: DriverKind::Uring,
             reason: "probe: every io_uring feature present".into(),
@@ -367,4 +376,40 @@ pub(crate) fn socket_addr(fd: RawFd) -> Option<SocketAddr> {
     // SAFETY: a borrowed descriptor we own; `SockRef` does not close it.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     socket2::SockRef::from(&fd).local_addr().ok()?.as_socket()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn present() -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn missing() -> Result<(), DriverError> {
+        Err(DriverError::Unsupported { feature: "SendZc" })
+    }
+
+    #[test]
+    fn configuration_beats_the_environment_which_beats_the_probe() {
+        let s = select_with(Some(DriverKind::Poll), Some("uring".into()), present);
+        assert_eq!(s.map(|s| s.kind), Ok(DriverKind::Poll));
+        let s = select_with(None, Some(" poll".into()), present);
+        assert_eq!(s.map(|s| s.kind), Ok(DriverKind::Poll));
+        let s = select_with(None, None, present);
+        assert_eq!(s.map(|s| s.kind), Ok(DriverKind::Uring));
+    }
+
+    #[test]
+    fn a_missing_feature_falls_back_to_poll_and_is_named() {
+        let s = select_with(None, None, missing).expect("a fallback, not an error");
+        assert_eq!(s.kind, DriverKind::Poll);
+        assert!(s.reason.contains("SendZc"), "{}", s.reason);
+    }
+
+    #[test]
+    fn a_bad_phyla_driver_is_a_clear_error() {
+        let e = select_with(None, Some("epoll".into()), present).expect_err("refused");
+        assert!(e.contains("PHYLA_DRIVER") && e.contains("epoll"), "{e}");
+    }
 }
