@@ -422,7 +422,7 @@ struct ShardPlan {
 }
 
 impl ShardPlan {
-    fn build(self, waker: Option<&Waker>) -> Result<Box<dyn Run>, NodeError> {
+    fn build(self, waker: Option<&Waker>) -> Result<Box<dyn Run + Send>, NodeError> {
         match self.kind {
             DriverKind::Poll => {
                 let d = PollDriver::new(&self.config)?;
@@ -435,22 +435,22 @@ impl ShardPlan {
         }
     }
 
-    fn with_driver<D: Driver + 'static>(
+    fn with_driver<D: Driver + Send + 'static>(
         self,
         driver: D,
         waker: Option<&Waker>,
-    ) -> Result<Box<dyn Run>, NodeError> {
+    ) -> Result<Box<dyn Run + Send>, NodeError> {
         match self.faults.clone() {
             Some(f) => self.start(FaultDriver::new(driver, f), waker),
             None => self.start(driver, waker),
         }
     }
 
-    fn start<D: Driver + 'static>(
+    fn start<D: Driver + Send + 'static>(
         self,
         mut driver: D,
         waker: Option<&Waker>,
-    ) -> Result<Box<dyn Run>, NodeError> {
+    ) -> Result<Box<dyn Run + Send>, NodeError> {
         if let Some(w) = waker {
             driver.watch(w)?;
         }
@@ -489,7 +489,7 @@ impl<D: Driver> Run for Shard<D> {
 }
 
 enum Host {
-    Inline(Box<dyn Run>),
+    Inline(Box<dyn Run + Send>),
     Thread(Option<std::thread::JoinHandle<()>>),
 }
 

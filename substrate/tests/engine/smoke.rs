@@ -34,3 +34,12 @@ fn messages_arrive_in_order_on_each_driver() {
         assert_eq!(c.datagrams_invalid, 0);
     }
 }
+
+/// A node may be built on one thread and run on another (invoker mode included).
+#[test]
+fn nodes_are_send() {
+    fn is_send<T: Send>() {}
+    is_send::<substrate::runtime::Node>();
+    is_send::<substrate::runtime::Publication>();
+    is_send::<substrate::runtime::Subscription>();
+}

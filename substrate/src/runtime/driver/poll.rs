@@ -76,6 +76,11 @@ pub struct PollDriver {
     spill: Vec<u8>,
 }
 
+// SAFETY: the raw pointers in the batch headers point only into memory this driver owns (its
+// own vectors, which never reallocate, and its pool arena) and are used only through `&mut self`;
+// moving the driver to another thread moves that ownership with it.
+unsafe impl Send for PollDriver {}
+
 impl std::fmt::Debug for PollDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PollDriver")
