@@ -19,6 +19,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
 use crate::child::ChildSpec;
+use crate::contender::Contender;
 use crate::meter::{Meter, RECEIVE_TIMEOUT};
 use crate::pingpong::{LatencyBaseline, PingPongContender, REPLY_TIMEOUT, RoundTrip, echo_matches};
 use crate::sys::{self, RecvBatch, SendBatch};
@@ -40,7 +41,7 @@ const SEND_BUFFER_BYTES: usize = 4 << 20;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UdpFloor;
 
-impl ThroughputContender for UdpFloor {
+impl Contender for UdpFloor {
     fn name(&self) -> &'static str {
         "udp-floor"
     }
@@ -53,12 +54,14 @@ impl ThroughputContender for UdpFloor {
         "UDP sendmmsg/recvmmsg x64"
     }
 
-    fn baseline(&self) -> Option<ThroughputBaseline> {
-        Some(ThroughputBaseline::Floor)
-    }
-
     fn payload_bytes(&self, requested: usize) -> usize {
         requested.min(MAX_UDP_PAYLOAD)
+    }
+}
+
+impl ThroughputContender for UdpFloor {
+    fn baseline(&self) -> Option<ThroughputBaseline> {
+        Some(ThroughputBaseline::Floor)
     }
 
     fn run_rx(&self, spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<RxReport> {
@@ -164,7 +167,7 @@ impl UdpPingPong {
     }
 }
 
-impl PingPongContender for UdpPingPong {
+impl Contender for UdpPingPong {
     fn name(&self) -> &'static str {
         if self.busy {
             "udp-busy"
@@ -185,16 +188,18 @@ impl PingPongContender for UdpPingPong {
         }
     }
 
+    fn payload_bytes(&self, requested: usize) -> usize {
+        requested.min(MAX_UDP_PAYLOAD)
+    }
+}
+
+impl PingPongContender for UdpPingPong {
     fn baseline(&self) -> Option<LatencyBaseline> {
         Some(if self.busy {
             LatencyBaseline::FloorBusy
         } else {
             LatencyBaseline::FloorBlocking
         })
-    }
-
-    fn payload_bytes(&self, requested: usize) -> usize {
-        requested.min(MAX_UDP_PAYLOAD)
     }
 
     fn run_server(&self, spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<()> {

@@ -6,6 +6,9 @@
 //! - `pingpong`: a client process times round trips to an echoing server process and records them
 //!   in an HDR histogram (p50, p99, p99.9, max), and writes an SVG plot of the percentiles.
 //!
+//! Both programs are built from [`contender`]: the command line, `--list`, the child processes'
+//! dispatch and the loop over contenders and sizes; each program adds only what it measures.
+//!
 //! Every measurement (a *contender* at one payload size) runs as two child processes, each pinned
 //! to its own core: the program re-executes itself with a hidden `--role` argument ([`child`]).
 //! The receiver (or server) binds first and reports its endpoint; the parent then starts the sender
@@ -18,7 +21,9 @@
 //! # Adding a contender (for example Phyla's own rows)
 //!
 //! 1. In a module of its own (e.g. `src/phyla.rs`, declared below), implement
-//!    [`throughput::ThroughputContender`] and/or [`pingpong::PingPongContender`]:
+//!    [`contender::Contender`] (`name`, `system` and `mode`; `payload_bytes` and `available` have
+//!    defaults), then [`throughput::ThroughputContender`] and/or [`pingpong::PingPongContender`]
+//!    on top of it:
 //!    - throughput `run_rx`: bind, call `ready(endpoint)` with whatever string the sender needs,
 //!      then receive with a timeout of at most [`meter::RECEIVE_TIMEOUT`] and feed a
 //!      [`meter::Meter`] until it says stop (see its doc for the loop); return `meter.report()`.
@@ -51,6 +56,7 @@
 
 pub mod child;
 pub mod cli;
+pub mod contender;
 pub mod floor;
 pub mod machine;
 pub mod meter;

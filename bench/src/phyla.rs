@@ -18,6 +18,7 @@ use substrate::runtime::idle::IdleStrategy;
 use substrate::runtime::{Counters, Node, NodeEvent, OfferError, SessionId, Threading};
 
 use crate::child::ChildSpec;
+use crate::contender::Contender;
 use crate::meter::RECEIVE_TIMEOUT;
 use crate::pingpong::{PingPongContender, REPLY_TIMEOUT, RoundTrip, echo_matches};
 use crate::throughput::{self, RxReport, ThroughputContender, TxReport};
@@ -158,19 +159,29 @@ fn counters_json(c: &Counters, messages: u64, bytes: u64) -> serde_json::Value {
     })
 }
 
+/// Every Phyla row, of either program, is named by its `name` and `mode` fields.
+macro_rules! phyla_contender {
+    ($row:ty) => {
+        impl Contender for $row {
+            fn name(&self) -> &'static str {
+                self.name
+            }
+
+            fn system(&self) -> &'static str {
+                "Phyla"
+            }
+
+            fn mode(&self) -> &'static str {
+                self.mode
+            }
+        }
+    };
+}
+
+phyla_contender!(PhylaThroughput);
+phyla_contender!(PhylaPingPong);
+
 impl ThroughputContender for PhylaThroughput {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn system(&self) -> &'static str {
-        "Phyla"
-    }
-
-    fn mode(&self) -> &'static str {
-        self.mode
-    }
-
     fn run_rx(&self, spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<RxReport> {
         let mut node = node(2, self.driver, self.datagram_bytes, IdleStrategy::BusySpin)?;
         let mut sub = node.subscribe(STREAM)?;
@@ -327,18 +338,6 @@ fn cycle(node: &mut Node, park: bool, shared_core: bool) {
 }
 
 impl PingPongContender for PhylaPingPong {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn system(&self) -> &'static str {
-        "Phyla"
-    }
-
-    fn mode(&self) -> &'static str {
-        self.mode
-    }
-
     fn run_server(&self, spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<()> {
         let mut node = node(2, self.driver, 65_507, self.idle())?;
         let mut sub = node.subscribe(STREAM)?;

@@ -5,7 +5,6 @@
 //! histogram in nanoseconds. The table shows p50, p99, p99.9 and max in microseconds, and every
 //! row's ratios to the kernel floor at the same size; an SVG plot shows the percentiles.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -17,39 +16,22 @@ use serde_json::{Map, Value, json};
 
 use crate::child::{self, ChildSpec, CorePlan, Role};
 use crate::cli::{self, Args, CommonOptions};
+use crate::contender::{self, Command, Contender, Program, ProgramOptions, RowLabel};
 use crate::machine::Machine;
 use crate::svg::{self, Panel, Series};
-use crate::table::{Align, Table, micros, ratio, thousands};
+use crate::table::{self, Align, Table, micros, ratio, thousands};
 
 /// How long a client or server waits for a reply before calling the round trip lost.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One system under test in the ping-pong program: an echo server and a client.
+/// One system under test in the ping-pong program: an echo server and a client, on top of what
+/// every [`Contender`] is (name, columns, payload size, availability).
 ///
 /// Both sides run in their own process (see [`child`]).
-pub trait PingPongContender: Sync {
-    /// Unique, stable identifier (`--only`, child processes, JSON): `udp-busy`, `zmq`, `phyla`.
-    fn name(&self) -> &'static str;
-
-    /// The system column: `kernel`, `ZeroMQ`, `Phyla`.
-    fn system(&self) -> &'static str;
-
-    /// The mode column, e.g. `UDP busy-poll`.
-    fn mode(&self) -> &'static str;
-
+pub trait PingPongContender: Contender {
     /// Which baseline this contender is, if any; other rows get ratios against the baselines.
     fn baseline(&self) -> Option<LatencyBaseline> {
         None
-    }
-
-    /// The payload size it sends when `requested` bytes are asked for (UDP caps at 65,507).
-    fn payload_bytes(&self, requested: usize) -> usize {
-        requested
-    }
-
-    /// Whether it can run here; `Err(reason)` skips its rows and prints the reason.
-    fn available(&self) -> Result<(), String> {
-        Ok(())
     }
 
     /// Server process: bind, call `ready` with the endpoint for the client, then echo every
@@ -192,18 +174,10 @@ pub fn nines(quantile: f64) -> f64 {
 /// One line of the result: a contender at one size.
 #[derive(Clone, Debug, Serialize)]
 pub struct LatencyRow {
-    /// The contender's `name()`.
-    pub contender: String,
-    /// The system column.
-    pub system: String,
-    /// The mode column.
-    pub mode: String,
-    /// The baseline it is, if any (`floor_busy`, `floor_blocking`, `zeromq`).
-    pub baseline: Option<&'static str>,
-    /// Requested payload size in bytes.
-    pub size: usize,
-    /// Payload size actually sent.
-    pub payload_bytes: usize,
+    /// Which contender at which size; its baseline key is `floor_busy`, `floor_blocking` or
+    /// `zeromq`, if any.
+    #[serde(flatten)]
+    pub label: RowLabel,
     /// The percentiles.
     #[serde(flatten)]
     pub summary: LatencySummary,
@@ -226,12 +200,12 @@ impl LatencyRow {
         summary: LatencySummary,
     ) -> Self {
         Self {
-            contender: contender.name().to_owned(),
-            system: contender.system().to_owned(),
-            mode: contender.mode().to_owned(),
-            baseline: contender.baseline().map(LatencyBaseline::key),
-            size,
-            payload_bytes,
+            label: RowLabel::new(
+                contender,
+                contender.baseline().map(LatencyBaseline::key),
+                size,
+                payload_bytes,
+            ),
             summary,
             p50_vs_floor_busy: None,
             p50_vs_floor_blocking: None,
@@ -245,7 +219,7 @@ impl LatencyRow {
 pub fn compute_ratios(rows: &mut [LatencyRow]) {
     let find = |rows: &[LatencyRow], baseline: LatencyBaseline, size: usize| {
         rows.iter()
-            .find(|row| row.baseline == Some(baseline.key()) && row.size == size)
+            .find(|row| row.label.baseline == Some(baseline.key()) && row.label.size == size)
             .map(|row| row.summary.clone())
     };
     let over = |value: u64, base: Option<u64>| {
@@ -253,7 +227,7 @@ pub fn compute_ratios(rows: &mut [LatencyRow]) {
             .map(|base| value as f64 / base as f64)
     };
     for index in 0..rows.len() {
-        let size = rows[index].size;
+        let size = rows[index].label.size;
         let busy = find(rows, LatencyBaseline::FloorBusy, size);
         let blocking = find(rows, LatencyBaseline::FloorBlocking, size);
         let zmq = find(rows, LatencyBaseline::ZeroMq, size);
@@ -292,50 +266,43 @@ impl Default for PingPongOptions {
     }
 }
 
+impl ProgramOptions for PingPongOptions {
+    fn common(&mut self) -> &mut CommonOptions {
+        &mut self.common
+    }
+
+    fn parse_flag(&mut self, flag: &str, args: &mut Args) -> Result<bool> {
+        match flag {
+            "--rounds" => self.rounds = args.value(flag)?,
+            "--warmup-rounds" => self.warmup_rounds = args.value(flag)?,
+            "--max-time" => self.max_time = cli::parse_duration(&args.raw_value(flag)?)?,
+            "--svg" => self.svg = Some(PathBuf::from(args.raw_value(flag)?)),
+            "--no-svg" => self.svg = None,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.rounds == 0 || self.max_time.is_zero() {
+            bail!("--rounds and --max-time must be positive");
+        }
+        Ok(())
+    }
+}
+
 /// Where the plot goes by default (relative to the working directory).
 pub const DEFAULT_SVG: &str = "target/bench/pingpong.svg";
 
 /// What the command line asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PingPongCommand {
-    /// Run the benchmark.
-    Run(PingPongOptions),
-    /// Run one side of one measurement (hidden; the parent starts these).
-    Child(ChildSpec),
-    /// Print the help.
-    Help,
-    /// List the contenders.
-    List,
-}
+pub type PingPongCommand = Command<PingPongOptions>;
 
 /// Parses the ping-pong program's command line.
 ///
 /// # Errors
 /// On an unknown option or a malformed value.
-pub fn parse(mut args: Args) -> Result<PingPongCommand> {
-    if args.peek_is("--role") {
-        return Ok(PingPongCommand::Child(ChildSpec::parse(&mut args)?));
-    }
-    let mut options = PingPongOptions::default();
-    while let Some(flag) = args.next_flag() {
-        if options.common.parse_flag(&flag, &mut args)? {
-            continue;
-        }
-        match flag.as_str() {
-            "--rounds" => options.rounds = args.value(&flag)?,
-            "--warmup-rounds" => options.warmup_rounds = args.value(&flag)?,
-            "--max-time" => options.max_time = cli::parse_duration(&args.raw_value(&flag)?)?,
-            "--svg" => options.svg = Some(PathBuf::from(args.raw_value(&flag)?)),
-            "--no-svg" => options.svg = None,
-            "--help" | "-h" => return Ok(PingPongCommand::Help),
-            "--list" => return Ok(PingPongCommand::List),
-            _ => bail!("unknown option {flag:?} (try --help)"),
-        }
-    }
-    if options.rounds == 0 || options.max_time.is_zero() {
-        bail!("--rounds and --max-time must be positive");
-    }
-    Ok(PingPongCommand::Run(options))
+pub fn parse(args: Args) -> Result<PingPongCommand> {
+    contender::parse(args)
 }
 
 /// The help text.
@@ -361,58 +328,38 @@ usage: pingpong [OPTIONS]
 
 /// The ping-pong program: `main` of `src/bin/pingpong.rs`, given the registry of contenders.
 pub fn main(contenders: &[Box<dyn PingPongContender>]) -> ExitCode {
-    cli::report_errors(run_main(contenders))
+    contender::main::<PingPong>(contenders)
 }
 
-fn run_main(contenders: &[Box<dyn PingPongContender>]) -> Result<()> {
-    match parse(Args::from_env()?)? {
-        PingPongCommand::Help => cli::print(&help())?,
-        PingPongCommand::List => cli::print(&list(contenders))?,
-        PingPongCommand::Child(spec) => run_child(contenders, &spec)?,
-        PingPongCommand::Run(options) => run(contenders, &options)?,
-    }
-    Ok(())
-}
+/// The ping-pong program, for [`contender::main`].
+struct PingPong;
 
-fn list(contenders: &[Box<dyn PingPongContender>]) -> String {
-    let mut text = String::new();
-    for contender in contenders {
-        let state = contender
-            .available()
-            .err()
-            .map(|why| format!(" (unavailable: {why})"));
-        let _ = writeln!(
-            text,
-            "{:<14} {} {}{}",
-            contender.name(),
-            contender.system(),
-            contender.mode(),
-            state.unwrap_or_default()
-        );
-    }
-    text
-}
+impl Program for PingPong {
+    type Contender = dyn PingPongContender;
+    type Options = PingPongOptions;
 
-fn run_child(contenders: &[Box<dyn PingPongContender>], spec: &ChildSpec) -> Result<()> {
-    let contender = contenders
-        .iter()
-        .find(|contender| contender.name() == spec.contender)
-        .with_context(|| format!("no contender named {:?}", spec.contender))?;
-    let pinned = child::pin_self(spec);
-    match spec.role {
-        Role::Server => {
-            contender.run_server(spec, &mut child::announce_ready)?;
-            child::announce_result(spec, pinned, json!({}));
-        }
-        Role::Client => {
-            let summary = run_client(contender.as_ref(), spec)?;
-            child::announce_result(spec, pinned, serde_json::to_value(summary)?);
-        }
-        Role::Receiver | Role::Sender => {
-            bail!("the ping-pong program has no {:?} role", spec.role)
-        }
+    const LIST_WIDTH: usize = 14;
+
+    fn help() -> String {
+        help()
     }
-    Ok(())
+
+    fn run_side(contender: &dyn PingPongContender, spec: &ChildSpec) -> Result<Value> {
+        Ok(match spec.role {
+            Role::Server => {
+                contender.run_server(spec, &mut child::announce_ready)?;
+                json!({})
+            }
+            Role::Client => serde_json::to_value(run_client(contender, spec)?)?,
+            Role::Receiver | Role::Sender => {
+                bail!("the ping-pong program has no {:?} role", spec.role)
+            }
+        })
+    }
+
+    fn run(contenders: &[Box<dyn PingPongContender>], options: &PingPongOptions) -> Result<()> {
+        run(contenders, options)
+    }
 }
 
 /// Client process: warm-up, then timed round trips into a histogram, then stop the server.
@@ -464,63 +411,31 @@ fn stamp(request: &mut [u8], sequence: u64) {
 }
 
 fn run(contenders: &[Box<dyn PingPongContender>], options: &PingPongOptions) -> Result<()> {
-    let names: Vec<&str> = contenders
-        .iter()
-        .map(|contender| contender.name())
-        .collect();
-    options.common.check_only(&names)?;
+    contender::check_only(contenders, &options.common)?;
     let machine = Machine::current();
     let cores = CorePlan::resolve(options.common.cores);
     if cores.shared() {
         eprintln!("pingpong: only one core: client and server share it, busy-polling will suffer");
     }
-    let mut rows = Vec::new();
-    let mut skipped = Vec::new();
-    let mut errors = Vec::new();
     let started = Instant::now();
-    for contender in contenders
-        .iter()
-        .filter(|contender| options.common.selects(contender.name()))
-    {
-        if let Err(reason) = contender.available() {
-            eprintln!("pingpong: skipping {}: {reason}", contender.name());
-            skipped.push(json!({ "contender": contender.name(), "reason": reason }));
-            continue;
-        }
-        for &size in &options.common.sizes {
-            let payload_bytes = contender.payload_bytes(size);
-            eprint!(
-                "pingpong: {} {} ... ",
-                contender.name(),
-                cli::size_label(size)
-            );
-            match measure(contender.as_ref(), payload_bytes, options, cores) {
-                Ok(summary) => {
-                    eprintln!("p50 {} us", micros(summary.p50_ns));
-                    rows.push(LatencyRow::new(
-                        contender.as_ref(),
-                        size,
-                        payload_bytes,
-                        summary,
-                    ));
-                }
-                Err(error) => {
-                    eprintln!("failed: {error:#}");
-                    errors.push(json!({
-                        "contender": contender.name(), "size": size, "error": format!("{error:#}"),
-                    }));
-                }
-            }
-        }
-    }
-    compute_ratios(&mut rows);
+    let mut sweep = contender::sweep(
+        "pingpong",
+        contenders,
+        &options.common,
+        |contender, size, payload_bytes| {
+            let summary = measure(contender, payload_bytes, options, cores)?;
+            Ok(LatencyRow::new(contender, size, payload_bytes, summary))
+        },
+        |row| format!("p50 {} us", micros(row.summary.p50_ns)),
+    );
+    compute_ratios(&mut sweep.rows);
     let svg_path = match &options.svg {
         Some(path) => {
-            match write_plot(path, &rows, &machine) {
+            match write_plot(path, &sweep.rows, &machine) {
                 Ok(()) => Some(path.display().to_string()),
                 Err(error) => {
                     eprintln!("pingpong: could not write the plot: {error:#}");
-                    errors.push(json!({ "plot": path.display().to_string(), "error": format!("{error:#}") }));
+                    sweep.errors.push(json!({ "plot": path.display().to_string(), "error": format!("{error:#}") }));
                     None
                 }
             }
@@ -528,16 +443,14 @@ fn run(contenders: &[Box<dyn PingPongContender>], options: &PingPongOptions) -> 
         None => None,
     };
     if !options.common.json_only {
-        cli::print(&render_table(&rows, &machine, cores))?;
+        cli::print(&render_table(&sweep.rows, &machine, cores))?;
         if let Some(path) = &svg_path {
             cli::print(&format!("plot: {path}\n"))?;
         }
     }
-    let report = json!({
+    let fields = json!({
         "program": "pingpong",
         "units": { "latency": "round trip, nanoseconds", "size": "payload bytes" },
-        "machine": machine.to_json(),
-        "libraries": { "libzmq": crate::zeromq::version() },
         "config": {
             "sizes": options.common.sizes,
             "rounds": options.rounds,
@@ -545,15 +458,10 @@ fn run(contenders: &[Box<dyn PingPongContender>], options: &PingPongOptions) -> 
             "max_time_s": options.max_time.as_secs_f64(),
             "cores": cores.to_json(),
         },
-        "rows": rows,
-        "baselines": baselines(&rows),
+        "baselines": baselines(&sweep.rows),
         "svg": svg_path,
-        "skipped": skipped,
-        "errors": errors,
-        "elapsed_s": started.elapsed().as_secs_f64(),
     });
-    cli::print(&format!("{report}\n"))?;
-    Ok(())
+    sweep.print_report(fields, &machine, started)
 }
 
 fn measure(
@@ -590,11 +498,11 @@ fn baselines(rows: &[LatencyRow]) -> Value {
         let mut sizes = Map::new();
         for row in rows
             .iter()
-            .filter(|row| row.baseline == Some(baseline.key()))
+            .filter(|row| row.label.baseline == Some(baseline.key()))
         {
             sizes.insert(
-                row.size.to_string(),
-                json!({ "contender": row.contender, "p50_ns": row.summary.p50_ns,
+                row.label.size.to_string(),
+                json!({ "contender": row.label.contender, "p50_ns": row.summary.p50_ns,
                         "p99_ns": row.summary.p99_ns, "p999_ns": row.summary.p999_ns,
                         "max_ns": row.summary.max_ns }),
             );
@@ -620,17 +528,12 @@ pub fn render_table(rows: &[LatencyRow], machine: &Machine, cores: CorePlan) -> 
         ("note", Align::Left),
     ]);
     for row in rows {
-        let mut notes = Vec::new();
-        if row.payload_bytes != row.size {
-            notes.push(format!("payload {} B", thousands(row.payload_bytes as u64)));
-        }
+        let mut notes = row.label.notes();
         if !row.summary.complete {
             notes.push("time cap reached".to_owned());
         }
-        table.row(vec![
-            row.system.clone(),
-            row.mode.clone(),
-            cli::size_label(row.size),
+        let mut cells = row.label.cells();
+        cells.extend([
             micros(row.summary.p50_ns),
             micros(row.summary.p99_ns),
             micros(row.summary.p999_ns),
@@ -640,20 +543,15 @@ pub fn render_table(rows: &[LatencyRow], machine: &Machine, cores: CorePlan) -> 
             thousands(row.summary.rounds),
             notes.join("; "),
         ]);
+        table.row(cells);
     }
-    let pinning = match (cores.sender, cores.receiver) {
-        (Some(client), Some(server)) if client != server => {
-            format!("client on core {client}, server on core {server}")
-        }
-        (Some(core), Some(_)) => format!("both processes on core {core} (only one core)"),
-        _ => "processes not pinned".to_owned(),
-    };
-    let libzmq = crate::zeromq::version().map(|version| format!("; libzmq {version}"));
-    let pinning = pinning + &libzmq.unwrap_or_default();
-    format!(
-        "ping-pong round trips on {}\n{pinning}; latencies in microseconds (us)\n\n{}",
-        machine.summary(),
-        table.render()
+    table::titled(
+        &table,
+        "ping-pong round trips",
+        machine,
+        cores,
+        ("client", "server"),
+        "latencies in microseconds (us)",
     )
 }
 
@@ -662,11 +560,11 @@ pub fn plot(rows: &[LatencyRow], machine: &Machine) -> String {
     let mut contenders: Vec<&str> = Vec::new();
     let mut sizes: Vec<usize> = Vec::new();
     for row in rows {
-        if !contenders.contains(&row.contender.as_str()) {
-            contenders.push(&row.contender);
+        if !contenders.contains(&row.label.contender.as_str()) {
+            contenders.push(&row.label.contender);
         }
-        if !sizes.contains(&row.size) {
-            sizes.push(row.size);
+        if !sizes.contains(&row.label.size) {
+            sizes.push(row.label.size);
         }
     }
     let panels: Vec<Panel> = sizes
@@ -675,12 +573,12 @@ pub fn plot(rows: &[LatencyRow], machine: &Machine) -> String {
             title: cli::size_label(size),
             series: rows
                 .iter()
-                .filter(|row| row.size == size)
+                .filter(|row| row.label.size == size)
                 .map(|row| Series {
-                    label: format!("{} {}", row.system, row.mode),
+                    label: format!("{} {}", row.label.system, row.label.mode),
                     color: contenders
                         .iter()
-                        .position(|name| *name == row.contender)
+                        .position(|name| *name == row.label.contender)
                         .unwrap_or(0),
                     points: row
                         .summary
@@ -729,18 +627,9 @@ const HISTOGRAM_MAX_NS: u64 = 60_000_000_000;
 mod tests {
     use super::*;
 
-    struct Fake(&'static str, Option<LatencyBaseline>);
+    type Fake = contender::tests::Fake<LatencyBaseline>;
 
     impl PingPongContender for Fake {
-        fn name(&self) -> &'static str {
-            self.0
-        }
-        fn system(&self) -> &'static str {
-            "fake"
-        }
-        fn mode(&self) -> &'static str {
-            "none"
-        }
         fn baseline(&self) -> Option<LatencyBaseline> {
             self.1
         }
@@ -762,9 +651,9 @@ mod tests {
     }
 
     fn rows() -> Vec<LatencyRow> {
-        let busy = Fake("udp-busy", Some(LatencyBaseline::FloorBusy));
-        let blocking = Fake("udp-blocking", Some(LatencyBaseline::FloorBlocking));
-        let other = Fake("phyla", None);
+        let busy = Fake::new("udp-busy", Some(LatencyBaseline::FloorBusy));
+        let blocking = Fake::new("udp-blocking", Some(LatencyBaseline::FloorBlocking));
+        let other = Fake::new("phyla", None);
         let mut rows = vec![
             LatencyRow::new(&blocking, 32, 32, summary(40_000)),
             LatencyRow::new(&busy, 32, 32, summary(4_000)),

@@ -1,5 +1,8 @@
 //! A plain-text table with aligned columns, and number formatting for it.
 
+use crate::child::CorePlan;
+use crate::machine::Machine;
+
 /// How a column is aligned.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Align {
@@ -103,6 +106,34 @@ pub fn micros(nanoseconds: u64) -> String {
     } else {
         thousands(micros.round() as u64)
     }
+}
+
+/// A program's table under its title lines: `TITLE on MACHINE`, then where the two processes ran
+/// (`sides` names them: sender and receiver, or client and server), the libzmq version if linked,
+/// and `note`.
+pub fn titled(
+    table: &Table,
+    title: &str,
+    machine: &Machine,
+    cores: CorePlan,
+    sides: (&str, &str),
+    note: &str,
+) -> String {
+    let (first, second) = sides;
+    let pinning = match (cores.sender, cores.receiver) {
+        (Some(sender), Some(receiver)) if sender != receiver => {
+            format!("{first} on core {sender}, {second} on core {receiver}")
+        }
+        (Some(core), Some(_)) => format!("both processes on core {core} (only one core)"),
+        _ => "processes not pinned".to_owned(),
+    };
+    let libzmq = crate::zeromq::version().map(|version| format!("; libzmq {version}"));
+    let pinning = pinning + &libzmq.unwrap_or_default();
+    format!(
+        "{title} on {}\n{pinning}; {note}\n\n{}",
+        machine.summary(),
+        table.render()
+    )
 }
 
 #[cfg(test)]

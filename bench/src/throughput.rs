@@ -6,7 +6,6 @@
 //! [`Meter`](crate::meter::Meter)). Every row gets its ratio to the kernel floor and to ZeroMQ at
 //! the same size, when those were measured in the run.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,40 +15,23 @@ use serde_json::{Map, Value, json};
 
 use crate::child::{self, ChildSpec, CorePlan, Role};
 use crate::cli::{self, Args, CommonOptions};
+use crate::contender::{self, Command, Contender, Program, ProgramOptions, RowLabel};
 use crate::machine::Machine;
 use crate::meter::DRAIN_MAX;
-use crate::table::{Align, Table, ratio, thousands};
+use crate::table::{self, Align, Table, ratio, thousands};
 
 /// How long the sender keeps sending after the receiver's window should have closed.
 pub const SEND_TAIL: Duration = Duration::from_millis(250);
 
-/// One system under test in the throughput program: a receiving and a sending side.
+/// One system under test in the throughput program: a receiving and a sending side, on top of
+/// what every [`Contender`] is (name, columns, payload size, availability).
 ///
 /// Both sides run in their own process (see [`child`]), so implementations hold no
 /// state between them; everything they need is in the [`ChildSpec`].
-pub trait ThroughputContender: Sync {
-    /// Unique, stable identifier (`--only`, child processes, JSON): `udp-floor`, `zmq`, `phyla`.
-    fn name(&self) -> &'static str;
-
-    /// The system column: `kernel`, `ZeroMQ`, `Phyla`.
-    fn system(&self) -> &'static str;
-
-    /// The driver/mode column, e.g. `UDP sendmmsg/recvmmsg x64`.
-    fn mode(&self) -> &'static str;
-
+pub trait ThroughputContender: Contender {
     /// Which baseline this contender is, if any; other rows get ratios against the baselines.
     fn baseline(&self) -> Option<ThroughputBaseline> {
         None
-    }
-
-    /// The payload size it sends when `requested` bytes are asked for (UDP caps at 65,507).
-    fn payload_bytes(&self, requested: usize) -> usize {
-        requested
-    }
-
-    /// Whether it can run here; `Err(reason)` skips its rows and prints the reason.
-    fn available(&self) -> Result<(), String> {
-        Ok(())
     }
 
     /// Receiver process: bind, call `ready` with the endpoint for the sender, then receive and
@@ -124,18 +106,9 @@ pub struct TxReport {
 /// One line of the result: a contender at one size.
 #[derive(Clone, Debug, Serialize)]
 pub struct ThroughputRow {
-    /// The contender's `name()`.
-    pub contender: String,
-    /// The system column.
-    pub system: String,
-    /// The driver/mode column.
-    pub mode: String,
-    /// The baseline it is, if any (`floor`, `zeromq`).
-    pub baseline: Option<&'static str>,
-    /// Requested payload size in bytes.
-    pub size: usize,
-    /// Payload size actually sent.
-    pub payload_bytes: usize,
+    /// Which contender at which size; its baseline key is `floor` or `zeromq`, if any.
+    #[serde(flatten)]
+    pub label: RowLabel,
     /// Messages per second received in the window.
     pub msgs_per_s: f64,
     /// Payload megabytes (10^6 bytes) per second received in the window.
@@ -180,12 +153,12 @@ impl ThroughputRow {
             0.0
         };
         Self {
-            contender: contender.name().to_owned(),
-            system: contender.system().to_owned(),
-            mode: contender.mode().to_owned(),
-            baseline: contender.baseline().map(ThroughputBaseline::key),
-            size,
-            payload_bytes,
+            label: RowLabel::new(
+                contender,
+                contender.baseline().map(ThroughputBaseline::key),
+                size,
+                payload_bytes,
+            ),
             msgs_per_s: per_second(rx.messages),
             mb_per_s: per_second(rx.bytes) / 1e6,
             sent_msgs_per_s: if sent_s > 0.0 {
@@ -207,12 +180,12 @@ impl ThroughputRow {
 pub fn compute_ratios(rows: &mut [ThroughputRow]) {
     let baseline = |rows: &[ThroughputRow], key: &str, size: usize| {
         rows.iter()
-            .find(|row| row.baseline == Some(key) && row.size == size)
+            .find(|row| row.label.baseline == Some(key) && row.label.size == size)
             .map(|row| row.msgs_per_s)
             .filter(|rate| *rate > 0.0)
     };
     for index in 0..rows.len() {
-        let size = rows[index].size;
+        let size = rows[index].label.size;
         let floor = baseline(rows, ThroughputBaseline::Floor.key(), size);
         let zmq = baseline(rows, ThroughputBaseline::ZeroMq.key(), size);
         let rate = rows[index].msgs_per_s;
@@ -242,44 +215,37 @@ impl Default for ThroughputOptions {
     }
 }
 
-/// What the command line asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ThroughputCommand {
-    /// Run the benchmark.
-    Run(ThroughputOptions),
-    /// Run one side of one measurement (hidden; the parent starts these).
-    Child(ChildSpec),
-    /// Print the help.
-    Help,
-    /// List the contenders.
-    List,
+impl ProgramOptions for ThroughputOptions {
+    fn common(&mut self) -> &mut CommonOptions {
+        &mut self.common
+    }
+
+    fn parse_flag(&mut self, flag: &str, args: &mut Args) -> Result<bool> {
+        match flag {
+            "--duration" => self.duration = cli::parse_duration(&args.raw_value(flag)?)?,
+            "--warmup" => self.warmup = cli::parse_duration(&args.raw_value(flag)?)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.duration.is_zero() {
+            bail!("--duration must be positive");
+        }
+        Ok(())
+    }
 }
+
+/// What the command line asks for.
+pub type ThroughputCommand = Command<ThroughputOptions>;
 
 /// Parses the throughput program's command line.
 ///
 /// # Errors
 /// On an unknown option or a malformed value.
-pub fn parse(mut args: Args) -> Result<ThroughputCommand> {
-    if args.peek_is("--role") {
-        return Ok(ThroughputCommand::Child(ChildSpec::parse(&mut args)?));
-    }
-    let mut options = ThroughputOptions::default();
-    while let Some(flag) = args.next_flag() {
-        if options.common.parse_flag(&flag, &mut args)? {
-            continue;
-        }
-        match flag.as_str() {
-            "--duration" => options.duration = cli::parse_duration(&args.raw_value(&flag)?)?,
-            "--warmup" => options.warmup = cli::parse_duration(&args.raw_value(&flag)?)?,
-            "--help" | "-h" => return Ok(ThroughputCommand::Help),
-            "--list" => return Ok(ThroughputCommand::List),
-            _ => bail!("unknown option {flag:?} (try --help)"),
-        }
-    }
-    if options.duration.is_zero() {
-        bail!("--duration must be positive");
-    }
-    Ok(ThroughputCommand::Run(options))
+pub fn parse(args: Args) -> Result<ThroughputCommand> {
+    contender::parse(args)
 }
 
 /// The help text.
@@ -301,53 +267,37 @@ usage: throughput [OPTIONS]
 
 /// The throughput program: `main` of `src/bin/throughput.rs`, given the registry of contenders.
 pub fn main(contenders: &[Box<dyn ThroughputContender>]) -> ExitCode {
-    cli::report_errors(run_main(contenders))
+    contender::main::<Throughput>(contenders)
 }
 
-fn run_main(contenders: &[Box<dyn ThroughputContender>]) -> Result<()> {
-    match parse(Args::from_env()?)? {
-        ThroughputCommand::Help => cli::print(&help())?,
-        ThroughputCommand::List => cli::print(&list(contenders))?,
-        ThroughputCommand::Child(spec) => run_child(contenders, &spec)?,
-        ThroughputCommand::Run(options) => run(contenders, &options)?,
+/// The throughput program, for [`contender::main`].
+struct Throughput;
+
+impl Program for Throughput {
+    type Contender = dyn ThroughputContender;
+    type Options = ThroughputOptions;
+
+    const LIST_WIDTH: usize = 12;
+
+    fn help() -> String {
+        help()
     }
-    Ok(())
-}
 
-fn list(contenders: &[Box<dyn ThroughputContender>]) -> String {
-    let mut text = String::new();
-    for contender in contenders {
-        let state = contender
-            .available()
-            .err()
-            .map(|why| format!(" (unavailable: {why})"));
-        let _ = writeln!(
-            text,
-            "{:<12} {} {}{}",
-            contender.name(),
-            contender.system(),
-            contender.mode(),
-            state.unwrap_or_default()
-        );
+    fn run_side(contender: &dyn ThroughputContender, spec: &ChildSpec) -> Result<Value> {
+        Ok(match spec.role {
+            Role::Receiver => {
+                serde_json::to_value(contender.run_rx(spec, &mut child::announce_ready)?)?
+            }
+            Role::Sender => serde_json::to_value(contender.run_tx(spec)?)?,
+            Role::Server | Role::Client => {
+                bail!("the throughput program has no {:?} role", spec.role)
+            }
+        })
     }
-    text
-}
 
-fn run_child(contenders: &[Box<dyn ThroughputContender>], spec: &ChildSpec) -> Result<()> {
-    let contender = contenders
-        .iter()
-        .find(|contender| contender.name() == spec.contender)
-        .with_context(|| format!("no contender named {:?}", spec.contender))?;
-    let pinned = child::pin_self(spec);
-    let report = match spec.role {
-        Role::Receiver => {
-            serde_json::to_value(contender.run_rx(spec, &mut child::announce_ready)?)?
-        }
-        Role::Sender => serde_json::to_value(contender.run_tx(spec)?)?,
-        Role::Server | Role::Client => bail!("the throughput program has no {:?} role", spec.role),
-    };
-    child::announce_result(spec, pinned, report);
-    Ok(())
+    fn run(contenders: &[Box<dyn ThroughputContender>], options: &ThroughputOptions) -> Result<()> {
+        run(contenders, options)
+    }
 }
 
 /// The sender's deadline: long enough to cover the receiver's warm-up and window.
@@ -356,72 +306,37 @@ pub fn send_deadline(spec: &ChildSpec) -> Instant {
 }
 
 fn run(contenders: &[Box<dyn ThroughputContender>], options: &ThroughputOptions) -> Result<()> {
-    let names: Vec<&str> = contenders
-        .iter()
-        .map(|contender| contender.name())
-        .collect();
-    options.common.check_only(&names)?;
+    contender::check_only(contenders, &options.common)?;
     let machine = Machine::current();
     let cores = CorePlan::resolve(options.common.cores);
-    let mut rows = Vec::new();
-    let mut skipped = Vec::new();
-    let mut errors = Vec::new();
     let started = Instant::now();
-    for contender in contenders
-        .iter()
-        .filter(|contender| options.common.selects(contender.name()))
-    {
-        if let Err(reason) = contender.available() {
-            eprintln!("throughput: skipping {}: {reason}", contender.name());
-            skipped.push(json!({ "contender": contender.name(), "reason": reason }));
-            continue;
-        }
-        for &size in &options.common.sizes {
-            let payload_bytes = contender.payload_bytes(size);
-            eprint!(
-                "throughput: {} {} ... ",
-                contender.name(),
-                cli::size_label(size)
-            );
-            match measure(contender.as_ref(), payload_bytes, options, cores) {
-                Ok((rx, tx)) => {
-                    let row = ThroughputRow::new(contender.as_ref(), size, payload_bytes, rx, tx);
-                    eprintln!("{} msgs/s", thousands(row.msgs_per_s.round() as u64));
-                    rows.push(row);
-                }
-                Err(error) => {
-                    eprintln!("failed: {error:#}");
-                    errors.push(json!({
-                        "contender": contender.name(), "size": size, "error": format!("{error:#}"),
-                    }));
-                }
-            }
-        }
-    }
-    compute_ratios(&mut rows);
+    let mut sweep = contender::sweep(
+        "throughput",
+        contenders,
+        &options.common,
+        |contender, size, payload_bytes| {
+            let (rx, tx) = measure(contender, payload_bytes, options, cores)?;
+            Ok(ThroughputRow::new(contender, size, payload_bytes, rx, tx))
+        },
+        |row| format!("{} msgs/s", thousands(row.msgs_per_s.round() as u64)),
+    );
+    compute_ratios(&mut sweep.rows);
     if !options.common.json_only {
-        cli::print(&render_table(&rows, &machine, cores))?;
+        cli::print(&render_table(&sweep.rows, &machine, cores))?;
     }
-    let report = json!({
+    let fields = json!({
         "program": "throughput",
         "units": { "rate": "messages per second", "mb_per_s": "10^6 payload bytes per second",
                    "size": "payload bytes", "loss": "fraction of sent messages not received" },
-        "machine": machine.to_json(),
-        "libraries": { "libzmq": crate::zeromq::version() },
         "config": {
             "sizes": options.common.sizes,
             "warmup_s": options.warmup.as_secs_f64(),
             "duration_s": options.duration.as_secs_f64(),
             "cores": cores.to_json(),
         },
-        "rows": rows,
-        "baselines": baselines(&rows),
-        "skipped": skipped,
-        "errors": errors,
-        "elapsed_s": started.elapsed().as_secs_f64(),
+        "baselines": baselines(&sweep.rows),
     });
-    cli::print(&format!("{report}\n"))?;
-    Ok(())
+    sweep.print_report(fields, &machine, started)
 }
 
 fn measure(
@@ -462,11 +377,11 @@ fn baselines(rows: &[ThroughputRow]) -> Value {
         ThroughputBaseline::ZeroMq.key(),
     ] {
         let mut sizes = Map::new();
-        for row in rows.iter().filter(|row| row.baseline == Some(key)) {
+        for row in rows.iter().filter(|row| row.label.baseline == Some(key)) {
             sizes.insert(
-                row.size.to_string(),
-                json!({ "contender": row.contender, "msgs_per_s": row.msgs_per_s,
-                        "mb_per_s": row.mb_per_s, "payload_bytes": row.payload_bytes }),
+                row.label.size.to_string(),
+                json!({ "contender": row.label.contender, "msgs_per_s": row.msgs_per_s,
+                        "mb_per_s": row.mb_per_s, "payload_bytes": row.label.payload_bytes }),
             );
         }
         baselines.insert(key.to_owned(), Value::Object(sizes));
@@ -489,17 +404,12 @@ pub fn render_table(rows: &[ThroughputRow], machine: &Machine, cores: CorePlan) 
         ("note", Align::Left),
     ]);
     for row in rows {
-        let mut notes = Vec::new();
-        if row.payload_bytes != row.size {
-            notes.push(format!("payload {} B", thousands(row.payload_bytes as u64)));
-        }
+        let mut notes = row.label.notes();
         if !row.complete {
             notes.push("sender went quiet: short window".to_owned());
         }
-        table.row(vec![
-            row.system.clone(),
-            row.mode.clone(),
-            cli::size_label(row.size),
+        let mut cells = row.label.cells();
+        cells.extend([
             thousands(row.msgs_per_s.round() as u64),
             format!("{:.1}", row.mb_per_s),
             ratio(row.ratio_vs_floor),
@@ -508,20 +418,15 @@ pub fn render_table(rows: &[ThroughputRow], machine: &Machine, cores: CorePlan) 
             format!("{:.1} %", row.loss * 100.0),
             notes.join("; "),
         ]);
+        table.row(cells);
     }
-    let pinning = match (cores.sender, cores.receiver) {
-        (Some(sender), Some(receiver)) if sender != receiver => {
-            format!("sender on core {sender}, receiver on core {receiver}")
-        }
-        (Some(core), Some(_)) => format!("both processes on core {core} (only one core)"),
-        _ => "processes not pinned".to_owned(),
-    };
-    let libzmq = crate::zeromq::version().map(|version| format!("; libzmq {version}"));
-    let pinning = pinning + &libzmq.unwrap_or_default();
-    format!(
-        "throughput on {}\n{pinning}; MB = 10^6 payload bytes; lost = sent but never received\n\n{}",
-        machine.summary(),
-        table.render()
+    table::titled(
+        &table,
+        "throughput",
+        machine,
+        cores,
+        ("sender", "receiver"),
+        "MB = 10^6 payload bytes; lost = sent but never received",
     )
 }
 
@@ -529,18 +434,9 @@ pub fn render_table(rows: &[ThroughputRow], machine: &Machine, cores: CorePlan) 
 mod tests {
     use super::*;
 
-    struct Fake(&'static str, Option<ThroughputBaseline>);
+    type Fake = contender::tests::Fake<ThroughputBaseline>;
 
     impl ThroughputContender for Fake {
-        fn name(&self) -> &'static str {
-            self.0
-        }
-        fn system(&self) -> &'static str {
-            "fake"
-        }
-        fn mode(&self) -> &'static str {
-            "none"
-        }
         fn baseline(&self) -> Option<ThroughputBaseline> {
             self.1
         }
@@ -573,9 +469,9 @@ mod tests {
 
     #[test]
     fn rows_get_ratios_against_baselines_of_the_same_size() {
-        let floor = Fake("udp-floor", Some(ThroughputBaseline::Floor));
-        let zmq = Fake("zmq", Some(ThroughputBaseline::ZeroMq));
-        let other = Fake("phyla", None);
+        let floor = Fake::new("udp-floor", Some(ThroughputBaseline::Floor));
+        let zmq = Fake::new("zmq", Some(ThroughputBaseline::ZeroMq));
+        let other = Fake::new("phyla", None);
         let mut rows = vec![
             row(&floor, 32, 4_000),
             row(&zmq, 32, 2_000),

@@ -14,6 +14,7 @@
 use anyhow::Result;
 
 use crate::child::ChildSpec;
+use crate::contender::Contender;
 use crate::pingpong::{LatencyBaseline, PingPongContender, RoundTrip};
 use crate::throughput::{RxReport, ThroughputBaseline, ThroughputContender, TxReport};
 
@@ -21,7 +22,7 @@ use crate::throughput::{RxReport, ThroughputBaseline, ThroughputContender, TxRep
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ZmqPushPull;
 
-impl ThroughputContender for ZmqPushPull {
+impl Contender for ZmqPushPull {
     fn name(&self) -> &'static str {
         "zmq"
     }
@@ -34,12 +35,14 @@ impl ThroughputContender for ZmqPushPull {
         "PUSH/PULL tcp"
     }
 
-    fn baseline(&self) -> Option<ThroughputBaseline> {
-        Some(ThroughputBaseline::ZeroMq)
-    }
-
     fn available(&self) -> Result<(), String> {
         imp::available()
+    }
+}
+
+impl ThroughputContender for ZmqPushPull {
+    fn baseline(&self) -> Option<ThroughputBaseline> {
+        Some(ThroughputBaseline::ZeroMq)
     }
 
     fn run_rx(&self, spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<RxReport> {
@@ -55,7 +58,7 @@ impl ThroughputContender for ZmqPushPull {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ZmqReqRep;
 
-impl PingPongContender for ZmqReqRep {
+impl Contender for ZmqReqRep {
     fn name(&self) -> &'static str {
         "zmq"
     }
@@ -68,12 +71,14 @@ impl PingPongContender for ZmqReqRep {
         "REQ/REP tcp"
     }
 
-    fn baseline(&self) -> Option<LatencyBaseline> {
-        Some(LatencyBaseline::ZeroMq)
-    }
-
     fn available(&self) -> Result<(), String> {
         imp::available()
+    }
+}
+
+impl PingPongContender for ZmqReqRep {
+    fn baseline(&self) -> Option<LatencyBaseline> {
+        Some(LatencyBaseline::ZeroMq)
     }
 
     fn run_server(&self, spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Result<()> {
