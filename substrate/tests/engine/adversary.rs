@@ -1,6 +1,6 @@
-//! Shared by the adversarial tests: building a node or skipping the driver with a printed reason,
-//! quiescing a node so that its counters are a consistent snapshot, and the lock that keeps the
-//! heavy tests of this binary from running at once (on 2 cores, two at once starve each other,
+//! Shared by the adversarial tests: building a node (or two) or skipping the driver with a printed
+//! reason, quiescing a node so that its counters are a consistent snapshot, and the lock that keeps
+//! the heavy tests of this binary from running at once (on 2 cores, two at once starve each other,
 //! and the memory test reads the whole process's RSS).
 
 use std::sync::{Mutex, MutexGuard};
@@ -29,6 +29,18 @@ pub(crate) fn build_or_skip(builder: NodeBuilder, driver: DriverKind) -> Option<
         }
         Err(e) => panic!("building a {} node: {e}", driver.name()),
     }
+}
+
+/// Builds node `a`, then node `b`, or returns `None` after printing why the kernel cannot run
+/// `driver`.
+pub(crate) fn build_pair_or_skip(
+    a: NodeBuilder,
+    b: NodeBuilder,
+    driver: DriverKind,
+) -> Option<(Node, Node)> {
+    let a = build_or_skip(a, driver)?;
+    let b = build_or_skip(b, driver)?;
+    Some((a, b))
 }
 
 /// How long a node must have received nothing to count as quiet.

@@ -6,8 +6,8 @@ use substrate::id::StreamId;
 use substrate::runtime::driver::DriverKind;
 use substrate::runtime::{NodeEvent, OfferError};
 
-use crate::adversary::{build_or_skip, one_at_a_time};
-use crate::common::{PATIENCE, connect, node};
+use crate::adversary::{build_pair_or_skip, one_at_a_time};
+use crate::common::{PATIENCE, connect, node, open_stream};
 
 #[test]
 fn a_subscriber_that_never_reads_backpressures_the_publisher_on_poll() {
@@ -30,16 +30,12 @@ const GROWTH_BOUND: u64 = 64 << 20;
 
 fn backpressure(driver: DriverKind) {
     let _heavy = one_at_a_time();
-    let Some(mut a) = build_or_skip(node(1, driver).publication_bytes(BUDGET), driver) else {
-        return;
-    };
-    let Some(mut b) = build_or_skip(node(2, driver), driver) else {
+    let publisher = node(1, driver).publication_bytes(BUDGET);
+    let Some((mut a, mut b)) = build_pair_or_skip(publisher, node(2, driver), driver) else {
         return;
     };
     let (sa, _) = connect(&mut a, &mut b);
-    let stream = StreamId(5);
-    let mut publication = a.publication(sa, stream).expect("publication");
-    let mut sub = b.subscribe(stream).expect("subscription");
+    let (mut publication, mut sub) = open_stream(&mut a, sa, &mut b, StreamId(5));
     let rss_start = rss_bytes();
 
     let mut msg = [0u8; MESSAGE_BYTES];

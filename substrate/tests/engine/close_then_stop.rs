@@ -8,8 +8,8 @@ use substrate::runtime::NodeEvent;
 use substrate::runtime::driver::DriverKind;
 use substrate::time::Duration;
 
-use crate::adversary::{build_or_skip, one_at_a_time};
-use crate::common::{PATIENCE, connect, node};
+use crate::adversary::{build_pair_or_skip, one_at_a_time};
+use crate::common::{PATIENCE, connect, node, offer_numbered, open_stream};
 
 #[test]
 fn a_node_that_stops_at_closed_has_told_its_peer_on_poll() {
@@ -32,25 +32,20 @@ fn close_then_stop(driver: DriverKind) {
         ..SessionConfig::default()
     };
     for round in 0..ROUNDS {
-        let Some(mut a) = build_or_skip(node(1, driver).session(session.clone()), driver) else {
-            return;
-        };
-        let Some(mut b) = build_or_skip(node(2, driver).session(session.clone()), driver) else {
+        let a = node(1, driver).session(session.clone());
+        let b = node(2, driver).session(session.clone());
+        let Some((mut a, mut b)) = build_pair_or_skip(a, b, driver) else {
             return;
         };
         let (sa, sb) = connect(&mut a, &mut b);
-        let stream = StreamId(9);
-        let mut publication = a.publication(sa, stream).expect("publication");
-        let mut sub = b.subscribe(stream).expect("subscription");
+        let (mut publication, mut sub) = open_stream(&mut a, sa, &mut b, StreamId(9));
         let messages = round * 5_000;
         let (mut sent, mut next) = (0u64, 0u64);
         let mut closing = false;
         let start = std::time::Instant::now();
         // Run both until A reads `Closed` (its Close goes once B acknowledged everything).
         'a: loop {
-            while sent < messages && publication.offer(&sent.to_le_bytes()).is_ok() {
-                sent += 1;
-            }
+            offer_numbered(&mut publication, &mut sent, messages);
             if sent == messages && !closing && publication.pending_bytes() == 0 {
                 a.close(sa).expect("close");
                 closing = true;

@@ -6,15 +6,12 @@ use substrate::runtime::driver::DriverKind;
 use substrate::runtime::{NodeEvent, OfferError};
 use substrate::wire::CloseCode;
 
-use crate::adversary::{build_or_skip, one_at_a_time};
+use crate::adversary::{build_pair_or_skip, one_at_a_time};
 use crate::common::{connect, node, run_until};
 
 fn offers_fail_once_the_peer_aborts(driver: DriverKind) {
     let _serial = one_at_a_time();
-    let Some(mut a) = build_or_skip(node(1, driver), driver) else {
-        return;
-    };
-    let Some(mut b) = build_or_skip(node(2, driver), driver) else {
+    let Some((mut a, mut b)) = build_pair_or_skip(node(1, driver), node(2, driver), driver) else {
         return;
     };
     let (sa, sb) = connect(&mut a, &mut b);

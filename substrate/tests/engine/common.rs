@@ -1,10 +1,11 @@
-//! Helpers: two nodes on loopback, driven on this thread (invoker mode).
+//! Helpers: two nodes on loopback, driven on this thread (invoker mode), and a stream of numbered
+//! messages between them.
 
 use std::time::{Duration, Instant};
 
-use substrate::id::NodeId;
+use substrate::id::{NodeId, StreamId};
 use substrate::runtime::driver::DriverKind;
-use substrate::runtime::{Node, NodeEvent, SessionId, Threading};
+use substrate::runtime::{Node, NodeEvent, Publication, SessionId, Subscription, Threading};
 
 /// Both drivers, for tests that must pass on each.
 pub(crate) const DRIVERS: [DriverKind; 2] = [DriverKind::Poll, DriverKind::Uring];
@@ -54,4 +55,37 @@ pub(crate) fn connect(a: &mut Node, b: &mut Node) -> (SessionId, SessionId) {
         ca && cb.is_some()
     });
     (sa, cb.expect("connected"))
+}
+
+/// A publication on `a`'s `session` and a subscription on `b`, both to `stream`.
+pub(crate) fn open_stream(
+    a: &mut Node,
+    session: SessionId,
+    b: &mut Node,
+    stream: StreamId,
+) -> (Publication, Subscription) {
+    let publication = a.publication(session, stream).expect("publication");
+    let sub = b.subscribe(stream).expect("subscription");
+    (publication, sub)
+}
+
+/// Offers the numbered messages `*sent`, `*sent + 1`, ... (each its number, 8 bytes little-endian)
+/// until `up_to` or until the publication refuses one; `sent` counts those accepted.
+pub(crate) fn offer_numbered(publication: &mut Publication, sent: &mut u64, up_to: u64) {
+    while *sent < up_to && publication.offer(&sent.to_le_bytes()).is_ok() {
+        *sent += 1;
+    }
+}
+
+/// Reads what `sub` holds, asserting that each message is number `*next` and carries its number
+/// as its whole payload; `next` counts those read.
+pub(crate) fn read_numbered(sub: &mut Subscription, next: &mut u64, driver: DriverKind) {
+    sub.poll(
+        |d| {
+            assert_eq!(d.number, *next, "{driver:?}");
+            assert_eq!(d.payload[..], next.to_le_bytes(), "{driver:?}");
+            *next += 1;
+        },
+        usize::MAX,
+    );
 }

@@ -13,7 +13,7 @@ use substrate::runtime::idle::IdleStrategy;
 use substrate::runtime::{Node, NodeEvent, Threading};
 
 use crate::adversary::{build_or_skip, one_at_a_time};
-use crate::common::PATIENCE;
+use crate::common::{PATIENCE, offer_numbered, open_stream, read_numbered};
 
 fn dedicated(id: u64, driver: DriverKind, idle: IdleStrategy) -> Option<Node> {
     // No protocol timer may end a parked wait early and hide a lost wake-up.
@@ -54,23 +54,12 @@ fn stream_100k(driver: DriverKind, idle: IdleStrategy) {
         assert!(start.elapsed() < PATIENCE, "{driver:?}: never connected");
         std::thread::yield_now();
     }
-    let stream = StreamId(9);
-    let mut publication = a.publication(sa, stream).expect("publication");
-    let mut sub = b.subscribe(stream).expect("subscription");
+    let (mut publication, mut sub) = open_stream(&mut a, sa, &mut b, StreamId(9));
     const N: u64 = 100_000;
     let (mut sent, mut next) = (0u64, 0u64);
     while next < N {
-        while sent < N && publication.offer(&sent.to_le_bytes()).is_ok() {
-            sent += 1;
-        }
-        sub.poll(
-            |d| {
-                assert_eq!(d.number, next, "{driver:?}");
-                assert_eq!(d.payload[..], next.to_le_bytes(), "{driver:?}");
-                next += 1;
-            },
-            usize::MAX,
-        );
+        offer_numbered(&mut publication, &mut sent, N);
+        read_numbered(&mut sub, &mut next, driver);
         while a.poll_event().is_some() {}
         while b.poll_event().is_some() {}
         assert!(

@@ -2,23 +2,20 @@
 
 use substrate::id::StreamId;
 
-use crate::adversary::{build_or_skip, one_at_a_time};
-use crate::common::{DRIVERS, connect, node, run_until};
+use crate::adversary::{build_pair_or_skip, one_at_a_time};
+use crate::common::{DRIVERS, connect, node, offer_numbered, open_stream, run_until};
 
 #[test]
 fn every_subscription_to_a_stream_gets_every_message() {
     let _heavy = one_at_a_time();
     for driver in DRIVERS {
-        let Some(mut a) = build_or_skip(node(1, driver), driver) else {
-            continue;
-        };
-        let Some(mut b) = build_or_skip(node(2, driver), driver) else {
+        let Some((mut a, mut b)) = build_pair_or_skip(node(1, driver), node(2, driver), driver)
+        else {
             continue;
         };
         let (sa, _) = connect(&mut a, &mut b);
         let stream = StreamId(3);
-        let mut publication = a.publication(sa, stream).expect("publication");
-        let mut first = b.subscribe(stream).expect("subscription");
+        let (mut publication, mut first) = open_stream(&mut a, sa, &mut b, stream);
         let mut second = b.subscribe(stream).expect("subscription");
         // More than a ring holds, and the second reads only every other round: it falls behind
         // and holds the stream back, but loses nothing.
@@ -26,9 +23,7 @@ fn every_subscription_to_a_stream_gets_every_message() {
         let (mut sent, mut next) = (0u64, [0u64; 2]);
         let mut round = 0u64;
         run_until(&mut a, &mut b, |_, _| {
-            while sent < N && publication.offer(&sent.to_le_bytes()).is_ok() {
-                sent += 1;
-            }
+            offer_numbered(&mut publication, &mut sent, N);
             round += 1;
             for (i, sub) in [&mut first, &mut second].into_iter().enumerate() {
                 if i == 1 && round % 2 == 0 {

@@ -10,8 +10,8 @@ use substrate::runtime::NodeEvent;
 use substrate::runtime::driver::DriverKind;
 use substrate::wire::{FrameKind, HEADER_LEN, MAGIC, VERSION_1};
 
-use crate::adversary::{build_or_skip, one_at_a_time, quiesce};
-use crate::common::{PATIENCE, connect, node};
+use crate::adversary::{build_pair_or_skip, one_at_a_time, quiesce};
+use crate::common::{PATIENCE, connect, node, offer_numbered, open_stream, read_numbered};
 
 #[test]
 fn random_datagrams_are_counted_and_harmless_on_poll() {
@@ -30,16 +30,11 @@ const JUNK_PER_ROUND: u64 = 16;
 
 fn random_datagrams(driver: DriverKind) {
     let _heavy = one_at_a_time();
-    let Some(mut a) = build_or_skip(node(1, driver), driver) else {
-        return;
-    };
-    let Some(mut b) = build_or_skip(node(2, driver), driver) else {
+    let Some((mut a, mut b)) = build_pair_or_skip(node(1, driver), node(2, driver), driver) else {
         return;
     };
     let (sa, sb) = connect(&mut a, &mut b);
-    let stream = StreamId(3);
-    let mut publication = a.publication(sa, stream).expect("publication");
-    let mut sub = b.subscribe(stream).expect("subscription");
+    let (mut publication, mut sub) = open_stream(&mut a, sa, &mut b, StreamId(3));
     let (before, session_before) = quiesce(&mut b, sb);
 
     let junk = UdpSocket::bind("127.0.0.1:0").expect("junk socket");
@@ -63,19 +58,10 @@ fn random_datagrams(driver: DriverKind) {
         } else {
             sent_junk
         };
-        while sent < allowed && publication.offer(&sent.to_le_bytes()).is_ok() {
-            sent += 1;
-        }
+        offer_numbered(&mut publication, &mut sent, allowed);
         a.invoke();
         b.invoke();
-        sub.poll(
-            |d| {
-                assert_eq!(d.number, next, "{driver:?}");
-                assert_eq!(d.payload[..], next.to_le_bytes(), "{driver:?}");
-                next += 1;
-            },
-            usize::MAX,
-        );
+        read_numbered(&mut sub, &mut next, driver);
         assert!(
             start.elapsed() < PATIENCE,
             "{driver:?}: gave up with {next} of {messages} messages and {sent_junk} junk sent"

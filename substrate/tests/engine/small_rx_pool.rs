@@ -10,8 +10,8 @@ use substrate::runtime::driver::fault::FaultConfig;
 use substrate::runtime::driver::{DriverConfig, DriverKind};
 use substrate::time::Duration;
 
-use crate::adversary::{build_or_skip, one_at_a_time};
-use crate::common::{PATIENCE, connect, node};
+use crate::adversary::{build_pair_or_skip, one_at_a_time};
+use crate::common::{PATIENCE, connect, node, offer_numbered, open_stream, read_numbered};
 
 #[test]
 fn a_lossy_stream_completes_with_a_receive_pool_smaller_than_the_window_on_poll() {
@@ -35,9 +35,7 @@ fn small_rx_pool(driver: DriverKind) {
         idle_timeout: Duration::from_secs(3),
         ..SessionConfig::default()
     };
-    let Some(mut a) = build_or_skip(node(1, driver).session(session.clone()), driver) else {
-        return;
-    };
+    let sender = node(1, driver).session(session.clone());
     let receiver = node(2, driver)
         .session(session)
         .driver_config(DriverConfig {
@@ -48,29 +46,18 @@ fn small_rx_pool(driver: DriverKind) {
             drop_rx: 0.02,
             ..FaultConfig::none(5)
         });
-    let Some(mut b) = build_or_skip(receiver, driver) else {
+    let Some((mut a, mut b)) = build_pair_or_skip(sender, receiver, driver) else {
         return;
     };
     let (sa, _) = connect(&mut a, &mut b);
-    let stream = StreamId(4);
-    let mut publication = a.publication(sa, stream).expect("publication");
-    let mut sub = b.subscribe(stream).expect("subscription");
+    let (mut publication, mut sub) = open_stream(&mut a, sa, &mut b, StreamId(4));
     let (mut sent, mut next) = (0u64, 0u64);
     let start = std::time::Instant::now();
     while next < MESSAGES {
-        while sent < MESSAGES && publication.offer(&sent.to_le_bytes()).is_ok() {
-            sent += 1;
-        }
+        offer_numbered(&mut publication, &mut sent, MESSAGES);
         a.invoke();
         b.invoke();
-        sub.poll(
-            |d| {
-                assert_eq!(d.number, next, "{driver:?}");
-                assert_eq!(d.payload[..], next.to_le_bytes(), "{driver:?}");
-                next += 1;
-            },
-            usize::MAX,
-        );
+        read_numbered(&mut sub, &mut next, driver);
         while let Some(e) = b.poll_event() {
             assert!(
                 !matches!(e, NodeEvent::PeerTimedOut { .. } | NodeEvent::Closed { .. }),

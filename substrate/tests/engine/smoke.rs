@@ -2,7 +2,9 @@
 
 use substrate::id::StreamId;
 
-use crate::common::{DRIVERS, connect, node, run_until};
+use crate::common::{
+    DRIVERS, connect, node, offer_numbered, open_stream, read_numbered, run_until,
+};
 
 #[test]
 fn messages_arrive_in_order_on_each_driver() {
@@ -10,23 +12,12 @@ fn messages_arrive_in_order_on_each_driver() {
         let mut a = node(1, driver).build().expect("node a");
         let mut b = node(2, driver).build().expect("node b");
         let (sa, _) = connect(&mut a, &mut b);
-        let stream = StreamId(7);
-        let mut publication = a.publication(sa, stream).expect("publication");
-        let mut sub = b.subscribe(stream).expect("subscription");
+        let (mut publication, mut sub) = open_stream(&mut a, sa, &mut b, StreamId(7));
         const N: u64 = 100_000;
         let (mut sent, mut next) = (0u64, 0u64);
         run_until(&mut a, &mut b, |_, _| {
-            while sent < N && publication.offer(&sent.to_le_bytes()).is_ok() {
-                sent += 1;
-            }
-            sub.poll(
-                |d| {
-                    assert_eq!(d.number, next, "{driver:?}");
-                    assert_eq!(d.payload[..], next.to_le_bytes(), "{driver:?}");
-                    next += 1;
-                },
-                usize::MAX,
-            );
+            offer_numbered(&mut publication, &mut sent, N);
+            read_numbered(&mut sub, &mut next, driver);
             next == N
         });
         let c = b.counters();
