@@ -7,17 +7,13 @@ use substrate::runtime::driver::DriverKind;
 use substrate::runtime::{NodeEvent, OfferError};
 
 use crate::adversary::{build_pair_or_skip, one_at_a_time};
-use crate::common::{PATIENCE, connect, node, open_stream};
+use crate::common::{PATIENCE, connect, node, on_each_driver, open_stream};
 
-#[test]
-fn a_subscriber_that_never_reads_backpressures_the_publisher_on_poll() {
-    backpressure(DriverKind::Poll);
-}
-
-#[test]
-fn a_subscriber_that_never_reads_backpressures_the_publisher_on_uring() {
-    backpressure(DriverKind::Uring);
-}
+on_each_driver!(
+    backpressure,
+    a_subscriber_that_never_reads_backpressures_the_publisher_on_poll,
+    a_subscriber_that_never_reads_backpressures_the_publisher_on_uring
+);
 
 /// The publication's byte budget.
 const BUDGET: u64 = 1 << 20;

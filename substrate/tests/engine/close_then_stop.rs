@@ -9,17 +9,13 @@ use substrate::runtime::driver::DriverKind;
 use substrate::time::Duration;
 
 use crate::adversary::{build_pair_or_skip, one_at_a_time};
-use crate::common::{PATIENCE, connect, node, offer_numbered, open_stream};
+use crate::common::{PATIENCE, connect, node, offer_numbered, on_each_driver, open_stream};
 
-#[test]
-fn a_node_that_stops_at_closed_has_told_its_peer_on_poll() {
-    close_then_stop(DriverKind::Poll);
-}
-
-#[test]
-fn a_node_that_stops_at_closed_has_told_its_peer_on_uring() {
-    close_then_stop(DriverKind::Uring);
-}
+on_each_driver!(
+    close_then_stop,
+    a_node_that_stops_at_closed_has_told_its_peer_on_poll,
+    a_node_that_stops_at_closed_has_told_its_peer_on_uring
+);
 
 /// Rounds, each with new nodes and a different amount of data in flight at the close.
 const ROUNDS: u64 = 8;

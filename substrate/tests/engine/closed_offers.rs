@@ -7,7 +7,7 @@ use substrate::runtime::{NodeEvent, OfferError};
 use substrate::wire::CloseCode;
 
 use crate::adversary::{build_pair_or_skip, one_at_a_time};
-use crate::common::{connect, node, run_until};
+use crate::common::{connect, node, on_each_driver, run_until};
 
 fn offers_fail_once_the_peer_aborts(driver: DriverKind) {
     let _serial = one_at_a_time();
@@ -36,12 +36,8 @@ fn offers_fail_once_the_peer_aborts(driver: DriverKind) {
     assert_eq!(publication.offer(b"again"), Err(OfferError::Closed));
 }
 
-#[test]
-fn offers_fail_once_the_peer_aborts_on_poll() {
-    offers_fail_once_the_peer_aborts(DriverKind::Poll);
-}
-
-#[test]
-fn offers_fail_once_the_peer_aborts_on_uring() {
-    offers_fail_once_the_peer_aborts(DriverKind::Uring);
-}
+on_each_driver!(
+    offers_fail_once_the_peer_aborts,
+    offers_fail_once_the_peer_aborts_on_poll,
+    offers_fail_once_the_peer_aborts_on_uring
+);

@@ -22,6 +22,23 @@ pub(crate) fn node(id: u64, driver: DriverKind) -> substrate::runtime::NodeBuild
         .seed(id)
 }
 
+/// Two tests, `$on_poll` and `$on_uring`, each calling `$run` (a `fn(DriverKind)`) with its
+/// driver.
+macro_rules! on_each_driver {
+    ($run:ident, $on_poll:ident, $on_uring:ident) => {
+        #[test]
+        fn $on_poll() {
+            $run(substrate::runtime::driver::DriverKind::Poll);
+        }
+
+        #[test]
+        fn $on_uring() {
+            $run(substrate::runtime::driver::DriverKind::Uring);
+        }
+    };
+}
+pub(crate) use on_each_driver;
+
 /// Runs both nodes until `done` says so; panics after [`PATIENCE`].
 pub(crate) fn run_until(
     a: &mut Node,

@@ -13,7 +13,7 @@ use substrate::runtime::idle::IdleStrategy;
 use substrate::runtime::{Node, NodeEvent, Threading};
 
 use crate::adversary::{build_or_skip, one_at_a_time};
-use crate::common::{PATIENCE, offer_numbered, open_stream, read_numbered};
+use crate::common::{PATIENCE, offer_numbered, on_each_driver, open_stream, read_numbered};
 
 fn dedicated(id: u64, driver: DriverKind, idle: IdleStrategy) -> Option<Node> {
     // No protocol timer may end a parked wait early and hide a lost wake-up.
@@ -91,12 +91,8 @@ fn repeatedly(driver: DriverKind) {
     }
 }
 
-#[test]
-fn dedicated_threads_stream_in_order_and_stop_on_poll() {
-    repeatedly(DriverKind::Poll);
-}
-
-#[test]
-fn dedicated_threads_stream_in_order_and_stop_on_uring() {
-    repeatedly(DriverKind::Uring);
-}
+on_each_driver!(
+    repeatedly,
+    dedicated_threads_stream_in_order_and_stop_on_poll,
+    dedicated_threads_stream_in_order_and_stop_on_uring
+);

@@ -11,17 +11,15 @@ use substrate::runtime::driver::DriverKind;
 use substrate::wire::{FrameKind, HEADER_LEN, MAGIC, VERSION_1};
 
 use crate::adversary::{build_pair_or_skip, one_at_a_time, quiesce};
-use crate::common::{PATIENCE, connect, node, offer_numbered, open_stream, read_numbered};
+use crate::common::{
+    PATIENCE, connect, node, offer_numbered, on_each_driver, open_stream, read_numbered,
+};
 
-#[test]
-fn random_datagrams_are_counted_and_harmless_on_poll() {
-    random_datagrams(DriverKind::Poll);
-}
-
-#[test]
-fn random_datagrams_are_counted_and_harmless_on_uring() {
-    random_datagrams(DriverKind::Uring);
-}
+on_each_driver!(
+    random_datagrams,
+    random_datagrams_are_counted_and_harmless_on_poll,
+    random_datagrams_are_counted_and_harmless_on_uring
+);
 
 /// Junk datagrams sent.
 const JUNK: u64 = 100_000;

@@ -11,17 +11,15 @@ use substrate::runtime::driver::{DriverConfig, DriverKind};
 use substrate::time::Duration;
 
 use crate::adversary::{build_pair_or_skip, one_at_a_time};
-use crate::common::{PATIENCE, connect, node, offer_numbered, open_stream, read_numbered};
+use crate::common::{
+    PATIENCE, connect, node, offer_numbered, on_each_driver, open_stream, read_numbered,
+};
 
-#[test]
-fn a_lossy_stream_completes_with_a_receive_pool_smaller_than_the_window_on_poll() {
-    small_rx_pool(DriverKind::Poll);
-}
-
-#[test]
-fn a_lossy_stream_completes_with_a_receive_pool_smaller_than_the_window_on_uring() {
-    small_rx_pool(DriverKind::Uring);
-}
+on_each_driver!(
+    small_rx_pool,
+    a_lossy_stream_completes_with_a_receive_pool_smaller_than_the_window_on_poll,
+    a_lossy_stream_completes_with_a_receive_pool_smaller_than_the_window_on_uring
+);
 
 /// Receive slots of the receiver: far fewer datagrams than its 4 MiB window holds.
 const RX_SLOTS: usize = 64;
