@@ -149,6 +149,7 @@ fn counters_json(c: &Counters, messages: u64, bytes: u64) -> serde_json::Value {
         "datagrams_received": c.datagrams_received,
         "messages": messages,
         "syscalls": c.syscalls,
+        "cycles": c.cycles,
         "zero_copy_sends": c.zero_copy_sends,
         "rx_pool_exhausted": c.rx_pool_exhausted,
         "payload_copies_per_byte": {
@@ -251,6 +252,7 @@ impl ThroughputContender for PhylaThroughput {
         // Close in order: the session sends everything offered, then the Close, so the
         // receiver's count of lost messages is exact.
         let elapsed = now - start;
+        let session_stats = node.session_counters(session);
         node.close(session)?;
         let flush_until = Instant::now() + Duration::from_secs(5);
         'flush: while Instant::now() < flush_until {
@@ -262,6 +264,17 @@ impl ThroughputContender for PhylaThroughput {
             }
         }
         let mut extra = serde_json::Map::new();
+        if let Some(st) = session_stats {
+            extra.insert(
+                "session".to_owned(),
+                json!({
+                    "fragments_sent": st.fragments_sent,
+                    "fragments_retransmitted": st.fragments_retransmitted,
+                    "naks_received": st.naks_received,
+                    "offers_backpressured": st.offers_backpressured,
+                }),
+            );
+        }
         let c = node.counters();
         extra.insert(
             "phyla".to_owned(),
