@@ -390,17 +390,20 @@ impl PollDriver {
         1
     }
 
-    fn wait(&mut self, timeout: std::time::Duration) -> Result<(), DriverError> {
+    /// Waits on epoll up to `timeout`; returns whether the waker fired (its wake is consumed).
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, DriverError> {
         self.stats.syscalls += 1;
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
             Err(e) => return Err(DriverError::io("epoll_wait", e)),
         }
+        let mut woken = false;
         for ev in &self.events {
             if ev.token() == WAKE_TOKEN {
                 if let Some(w) = &self.waker {
                     Waker::drain(w.raw_fd());
+                    woken = true;
                 }
             } else if ev.is_writable() {
                 if let Some(Some(s)) = self.sockets.get_mut(ev.token().0) {
@@ -408,7 +411,7 @@ impl PollDriver {
                 }
             }
         }
-        Ok(())
+        Ok(woken)
     }
 }
 
@@ -487,11 +490,13 @@ impl Driver for PollDriver {
     fn poll<F: FnMut(Received)>(&mut self, wait: Wait, mut sink: F) -> Result<usize, DriverError> {
         // A blocked socket is unblocked by its writable edge, which only `wait` reads: look for
         // it now, or a shard that never waits (busy spin, invoker mode, steady work) would never
-        // send on that socket again.
+        // send on that socket again. That look consumes a pending wake too, so a wake seen here
+        // counts as work: the shard has something in its rings, and must not wait below.
+        let mut woken = false;
         if self.sockets.iter().flatten().any(|s| s.blocked) {
-            self.wait(std::time::Duration::ZERO)?;
+            woken = self.wait(std::time::Duration::ZERO)?;
         }
-        let mut work = self.flush() + self.receive(&mut sink);
+        let mut work = self.flush() + self.receive(&mut sink) + usize::from(woken);
         if work == 0 {
             if let Wait::For(d) = wait {
                 self.wait(d)?;
@@ -519,6 +524,25 @@ impl Driver for PollDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wake_consumed_while_unblocking_a_socket_ends_the_poll() {
+        let mut d = PollDriver::new(&DriverConfig::default()).expect("driver");
+        let waker = Waker::new().expect("waker");
+        d.watch(&waker).expect("watch");
+        let s = d.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        // As after a send that hit EAGAIN, with the application's wake already pending.
+        if let Some(Some(sock)) = d.sockets.get_mut(s.0 as usize) {
+            sock.blocked = true;
+        }
+        waker.wake();
+        // Before the fix the zero-timeout look drained the wake and this waited the whole
+        // minute with nothing to end it, then reported no work.
+        let work = d
+            .poll(Wait::For(std::time::Duration::from_secs(60)), |_| {})
+            .expect("poll");
+        assert!(work > 0, "the wake was consumed and the poll went on to wait");
+    }
 
     #[test]
     fn a_blocked_socket_sends_again_without_waiting() {
