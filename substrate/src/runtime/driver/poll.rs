@@ -541,7 +541,10 @@ mod tests {
         let work = d
             .poll(Wait::For(std::time::Duration::from_secs(60)), |_| {})
             .expect("poll");
-        assert!(work > 0, "the wake was consumed and the poll went on to wait");
+        assert!(
+            work > 0,
+            "the wake was consumed and the poll went on to wait"
+        );
     }
 
     #[test]
