@@ -508,6 +508,27 @@ impl ShardLink {
     fn nudge(&self) {
         self.shared.wake_if_parked(self.waker.as_ref());
     }
+
+    /// Asks the shard to stop, waking its thread if it waits.
+    fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+    }
+}
+
+/// A link dropped stops its shard and joins the thread, whether the node is dropped or a later
+/// shard failed to start (the shards already started must not run on, holding their sockets).
+impl Drop for ShardLink {
+    fn drop(&mut self) {
+        self.stop();
+        if let Host::Thread(join) = &mut self.host {
+            if let Some(j) = join.take() {
+                let _ = j.join();
+            }
+        }
+    }
 }
 
 /// A Phyla node: shards, their sockets and sessions. Peers are reached by locator and known by
@@ -781,18 +802,9 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for s in &mut self.shards {
-            s.shared.stop.store(true, Ordering::Release);
-            if let Some(w) = &s.waker {
-                w.wake();
-            }
-        }
-        for s in &mut self.shards {
-            if let Host::Thread(join) = &mut s.host {
-                if let Some(j) = join.take() {
-                    let _ = j.join();
-                }
-            }
+        // Every shard stops at once; each link then joins its thread as it drops.
+        for s in &self.shards {
+            s.stop();
         }
     }
 }

@@ -11,6 +11,7 @@ mod close_then_stop;
 mod closed_offers;
 mod common;
 mod dedicated;
+mod failed_build;
 mod fan_out;
 mod random_datagrams;
 mod small_rx_pool;
