@@ -95,7 +95,7 @@ pub(crate) struct SharedCounters {
     pub(crate) sessions: std::sync::Mutex<HashMap<SessionId, SessionStats>>,
 }
 
-pub(crate) const COUNTER_CELLS: usize = 24;
+pub(crate) const COUNTER_CELLS: usize = 22;
 
 /// What the application shares with a shard.
 #[derive(Debug)]
@@ -763,7 +763,7 @@ fn connecting(endpoint: &Endpoint, h: SessionHandle) -> bool {
         .is_some_and(|i| !i.established && i.peer.is_none())
 }
 
-/// The counter cells, in the order of [`super::CounterId`].
+/// The counter cells, in the order `Counters::from_cells` (node.rs) reads them.
 pub(crate) fn counter_values(
     d: &DriverStats,
     e: &EndpointStats,
@@ -792,7 +792,5 @@ pub(crate) fn counter_values(
         s.events_overflowed,
         s.tx_slots_exhausted,
         s.events_dropped,
-        0,
-        0,
     ]
 }

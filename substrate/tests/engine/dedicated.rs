@@ -1,6 +1,6 @@
 //! Dedicated shard threads end to end: connect, stream 100k messages, receive them in order, and
 //! drop both nodes cleanly (their threads are joined). The shards park as soon as they are idle,
-//! for longer than the test waits, and the sessions' heartbeats are a minute apart, so every step relies on the
+//! for longer than the test waits, and the sessions' heartbeats are two minutes apart, so every step relies on the
 //! application waking them: a lost wake-up stalls the run until the test gives up. Lost wake-ups
 //! were rare (2 runs in 120 before the fix), hence the repetitions.
 
@@ -18,8 +18,9 @@ use crate::common::{PATIENCE, offer_numbered, on_each_driver, open_stream, read_
 fn dedicated(id: u64, driver: DriverKind, idle: IdleStrategy) -> Option<Node> {
     // No protocol timer may end a parked wait early and hide a lost wake-up.
     let session = SessionConfig {
-        heartbeat_interval: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(300),
+        // Both beyond the test's patience (60 s), so that no timer ends a lost wake-up's stall.
+        heartbeat_interval: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(600),
         ..SessionConfig::default()
     };
     let builder = Node::builder(NodeId::from_u64(id))
