@@ -132,6 +132,40 @@ impl Default for DriverConfig {
     }
 }
 
+impl DriverConfig {
+    /// Largest arena (slots times slot size) a driver maps, per direction.
+    pub const MAX_ARENA_BYTES: u64 = 64 << 30;
+
+    /// Checks the sizes every driver relies on, so that a bad configuration is a typed error at
+    /// start-up, never an overflow or a failed mapping later.
+    ///
+    /// # Errors
+    /// [`DriverError::Io`] with `InvalidInput`, naming the setting.
+    pub fn validate(&self) -> Result<(), DriverError> {
+        let arena = |slots: usize, bytes: usize| (slots as u64).checked_mul(bytes as u64);
+        let problem = if self.rx_slots == 0 || self.tx_slots == 0 {
+            Some("rx_slots and tx_slots must be at least 1")
+        } else if self.rx_slot_bytes < 64 || self.tx_slot_bytes < 64 {
+            Some("rx_slot_bytes and tx_slot_bytes must be at least 64")
+        } else if arena(self.rx_slots, self.rx_slot_bytes).is_none_or(|b| b > Self::MAX_ARENA_BYTES)
+        {
+            Some("rx_slots x rx_slot_bytes must be at most 64 GiB")
+        } else if arena(self.tx_slots, self.tx_slot_bytes).is_none_or(|b| b > Self::MAX_ARENA_BYTES)
+        {
+            Some("tx_slots x tx_slot_bytes must be at most 64 GiB")
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(DriverError::io(
+                "configuration",
+                io::Error::new(io::ErrorKind::InvalidInput, p),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Counters of one driver.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct DriverStats {
@@ -380,6 +414,7 @@ pub(crate) fn socket_addr(fd: RawFd) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    use super::poll::PollDriver;
     use super::*;
 
     fn present() -> Result<(), DriverError> {
@@ -405,6 +440,26 @@ mod tests {
         let s = select_with(None, None, missing).expect("a fallback, not an error");
         assert_eq!(s.kind, DriverKind::Poll);
         assert!(s.reason.contains("SendZc"), "{}", s.reason);
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_anything_is_mapped() {
+        assert!(DriverConfig::default().validate().is_ok());
+        let huge = DriverConfig {
+            rx_slots: usize::MAX / 2,
+            ..DriverConfig::default()
+        };
+        let e = huge.validate().expect_err("refused");
+        assert!(e.to_string().contains("rx_slots x rx_slot_bytes"), "{e}");
+        let empty = DriverConfig {
+            tx_slots: 0,
+            ..DriverConfig::default()
+        };
+        assert!(empty.validate().is_err());
+        assert!(
+            PollDriver::new(&huge).is_err(),
+            "the poll driver checks too"
+        );
     }
 
     #[test]

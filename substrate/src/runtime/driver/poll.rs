@@ -97,6 +97,7 @@ impl PollDriver {
     /// # Errors
     /// [`DriverError::Io`] if epoll cannot be set up.
     pub fn new(config: &DriverConfig) -> Result<Self, DriverError> {
+        config.validate()?;
         let poll = Poll::new().map_err(|e| DriverError::io("epoll_create", e))?;
         let mut d = Self {
             poll,

@@ -727,6 +727,7 @@ struct Watched {
 
 /// Rejects configurations the kernel interfaces cannot express.
 fn validate(config: &DriverConfig) -> Result<(), DriverError> {
+    config.validate()?;
     let problem = if config.rx_slots == 0 || config.rx_slots > recv::MAX_ENTRIES {
         Some("rx_slots must be in 1..=32768 (buffer ids are 16 bits)")
     } else if config.rx_slot_bytes == 0 || config.rx_slot_bytes > 1 << 30 {
