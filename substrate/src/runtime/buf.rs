@@ -195,10 +195,16 @@ impl RxPool {
         self.free.len()
     }
 
-    /// The writable memory of a taken slot.
-    pub(crate) fn slot_mut(&mut self, slot: u32) -> &mut [u8] {
+    /// The memory of a slot.
+    ///
+    /// # Safety
+    /// The caller must own `slot`: taken with [`take`](Self::take) (or handed back by the kernel
+    /// after it filled it) and neither lent, given back nor given to the kernel since; otherwise
+    /// another holder, or the kernel, may be using the same bytes.
+    pub(crate) unsafe fn slot_mut(&mut self, slot: u32) -> &mut [u8] {
         let p = self.shared.arena.slot_ptr(slot);
-        // SAFETY: a taken slot belongs to the caller alone until it is lent or given back.
+        // SAFETY: the caller owns the slot (this function's contract), so nothing else reads or
+        // writes these bytes while the borrow lives.
         unsafe { std::slice::from_raw_parts_mut(p, self.shared.arena.slot_size()) }
     }
 
@@ -258,8 +264,14 @@ impl TxArena {
         self.arena.count()
     }
 
-    pub(crate) fn acquire(&mut self) -> Option<TxSlot> {
-        self.free.pop().map(TxSlot)
+    /// Takes a free slot and lends its memory to write a datagram into.
+    pub(crate) fn acquire(&mut self) -> Option<(TxSlot, &mut [u8])> {
+        let slot = self.free.pop().map(TxSlot)?;
+        let p = self.arena.slot_ptr(slot.0);
+        // SAFETY: the slot just left the free list, so no holder and no in-flight send uses it;
+        // the borrow ends before the caller can send it (which needs `&mut self` again).
+        let buf = unsafe { std::slice::from_raw_parts_mut(p, self.arena.slot_size()) };
+        Some((slot, buf))
     }
 
     pub(crate) fn release(&mut self, slot: TxSlot) {
@@ -269,12 +281,6 @@ impl TxArena {
 
     pub(crate) fn in_flight(&self) -> usize {
         self.arena.count() - self.free.len()
-    }
-
-    pub(crate) fn buf_mut(&mut self, slot: TxSlot) -> &mut [u8] {
-        let p = self.arena.slot_ptr(slot.0);
-        // SAFETY: an acquired slot belongs to its holder alone.
-        unsafe { std::slice::from_raw_parts_mut(p, self.arena.slot_size()) }
     }
 
     pub(crate) fn slot_ptr(&self, slot: TxSlot) -> *mut u8 {
@@ -291,7 +297,9 @@ mod tests {
         let mut pool = RxPool::new(100, 2);
         assert_eq!(pool.slot_size(), 128);
         let s = pool.take().unwrap();
-        pool.slot_mut(s)[..3].copy_from_slice(b"abc");
+        // SAFETY: `s` was just taken and is neither lent nor given to a kernel.
+        let memory = unsafe { pool.slot_mut(s) };
+        memory[..3].copy_from_slice(b"abc");
         let view = pool.lend(s, 3);
         let part = view.slice(1..);
         drop(view);
@@ -306,12 +314,16 @@ mod tests {
     #[test]
     fn tx_slots_cycle() {
         let mut tx = TxArena::new(1500, 2);
-        let a = tx.acquire().unwrap();
-        let b = tx.acquire().unwrap();
+        let (a, buf) = tx.acquire().unwrap();
+        buf[0] = 1;
+        let (b, _) = tx.acquire().unwrap();
+        assert_ne!(a, b);
         assert!(tx.acquire().is_none());
-        tx.buf_mut(a)[0] = 1;
-        assert_eq!(tx.buf_mut(a)[0], 1);
         tx.release(b);
         assert_eq!(tx.in_flight(), 1);
+        tx.release(a);
+        // Released slots come back first (a stack), with what was written still there.
+        let (again, buf) = tx.acquire().unwrap();
+        assert_eq!((again, buf[0]), (a, 1));
     }
 }

@@ -470,8 +470,7 @@ impl Driver for PollDriver {
     }
 
     fn tx_acquire(&mut self) -> Option<(TxSlot, &mut [u8])> {
-        let slot = self.tx.acquire()?;
-        Some((slot, self.tx.buf_mut(slot)))
+        self.tx.acquire()
     }
 
     fn tx_abandon(&mut self, slot: TxSlot) {

@@ -213,7 +213,9 @@ impl Rx {
             return None;
         }
         let parsed = {
-            let memory = self.pool.slot_mut(slot);
+            // SAFETY: the kernel handed this slot back with this completion; it is ours until it
+            // is lent below or provided again.
+            let memory = unsafe { self.pool.slot_mut(slot) };
             let memory = &memory[..len];
             RecvMsgOut::parse(memory, self.header.get())
                 .ok()

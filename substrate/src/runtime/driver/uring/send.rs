@@ -200,9 +200,9 @@ impl Tx {
     }
 
     pub(super) fn acquire(&mut self) -> Option<(TxSlot, &mut [u8])> {
-        let slot = self.arena.acquire()?;
+        let (slot, buf) = self.arena.acquire()?;
         self.side[slot.0 as usize].state = TxState::Held;
-        Some((slot, self.arena.buf_mut(slot)))
+        Some((slot, buf))
     }
 
     pub(super) fn abandon(&mut self, slot: TxSlot) {
