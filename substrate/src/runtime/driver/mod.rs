@@ -156,13 +156,7 @@ impl DriverConfig {
         } else {
             None
         };
-        match problem {
-            Some(p) => Err(DriverError::io(
-                "configuration",
-                io::Error::new(io::ErrorKind::InvalidInput, p),
-            )),
-            None => Ok(()),
-        }
+        problem.map_or(Ok(()), |p| Err(DriverError::invalid_config(p)))
     }
 }
 
@@ -230,6 +224,14 @@ pub enum DriverError {
 impl DriverError {
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         Self::Io { op, source }
+    }
+
+    /// A configuration a driver cannot run with; `problem` names the setting and its bounds.
+    pub(crate) fn invalid_config(problem: &'static str) -> Self {
+        Self::io(
+            "configuration",
+            io::Error::new(io::ErrorKind::InvalidInput, problem),
+        )
     }
 }
 

@@ -728,24 +728,17 @@ struct Watched {
 /// Rejects configurations the kernel interfaces cannot express.
 fn validate(config: &DriverConfig) -> Result<(), DriverError> {
     config.validate()?;
-    let problem = if config.rx_slots == 0 || config.rx_slots > recv::MAX_ENTRIES {
+    // On top of what every driver needs: buffer ids are 16 bits and lengths 32 bits.
+    let problem = if config.rx_slots > recv::MAX_ENTRIES {
         Some("rx_slots must be in 1..=32768 (buffer ids are 16 bits)")
-    } else if config.rx_slot_bytes == 0 || config.rx_slot_bytes > 1 << 30 {
-        Some("rx_slot_bytes must be in 1..=1 GiB")
-    } else if config.tx_slots == 0 || config.tx_slots > 1 << 24 {
-        Some("tx_slots must be in 1..=16 Mi")
-    } else if config.tx_slot_bytes == 0 || config.tx_slot_bytes > 1 << 30 {
-        Some("tx_slot_bytes must be in 1..=1 GiB")
+    } else if config.rx_slot_bytes > 1 << 30 || config.tx_slot_bytes > 1 << 30 {
+        Some("rx_slot_bytes and tx_slot_bytes must be at most 1 GiB")
+    } else if config.tx_slots > 1 << 24 {
+        Some("tx_slots must be at most 16 Mi")
     } else {
         None
     };
-    match problem {
-        Some(p) => Err(DriverError::io(
-            "configuration",
-            io::Error::new(io::ErrorKind::InvalidInput, p),
-        )),
-        None => Ok(()),
-    }
+    problem.map_or(Ok(()), |p| Err(DriverError::invalid_config(p)))
 }
 
 /// Errors of `io_uring_enter` after which trying again later is right: the timeout expired
