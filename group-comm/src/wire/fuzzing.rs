@@ -1,0 +1,1 @@
+//! Harnesses shared by the property tests and the fuzz targets.
