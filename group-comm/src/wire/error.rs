@@ -55,4 +55,15 @@ pub enum GroupEncodeError {
         /// The bound.
         max: usize,
     },
+    /// A repair range whose `first` is above its `last`: it would not decode
+    /// (`FieldOutOfRange` on the receiver), so it is refused here.
+    #[error("{field} is inverted: first {first} > last {last}")]
+    InvertedRange {
+        /// Which range.
+        field: &'static str,
+        /// Its first sequence number.
+        first: u64,
+        /// Its last sequence number.
+        last: u64,
+    },
 }

@@ -11,12 +11,12 @@
 //! +--------+--------+--------+--------------------------------+-------------------+
 //! ```
 //!
-//! Group id 0 ([`GroupId::NODE`]) marks node-scoped frames (failure detection), which concern
-//! the link and not one group. Integers are fixed-width big-endian. Lists carry a `u16` count and
-//! are bounded by the `MAX_*` constants, checked before anything is allocated. A `Data` frame's
-//! payload is the rest of the frame after its head, so a head can be sent as one buffer and the
-//! payload as another (gather I/O) and a forwarding node never copies the payload. Every body is
-//! drawn in `docs/protocol.md`.
+//! Group id 0 ([`GroupId::NODE`](crate::GroupId::NODE)) marks node-scoped frames (failure
+//! detection), which concern the link and not one group. Integers are fixed-width big-endian.
+//! Lists carry a `u16` count and are bounded by the `MAX_*` constants, checked before anything is
+//! allocated. A `Data` frame's payload is the rest of the frame after its head, so a head can be
+//! sent as one buffer and the payload as another (gather I/O) and a forwarding node never copies
+//! the payload. Every body is drawn in `docs/protocol.md`.
 //!
 //! Decoding returns a typed [`GroupDecodeError`]; it never panics and never reads past its input.
 
@@ -28,8 +28,6 @@ use substrate::id::{Locator, NodeId};
 
 pub use codec::{decode, decode_header, encode, encode_data_head};
 pub use error::{GroupDecodeError, GroupEncodeError};
-
-use crate::GroupId;
 
 /// The first two bytes of every group frame.
 pub const GROUP_MAGIC: [u8; 2] = *b"PG";
@@ -182,6 +180,9 @@ pub enum GroupFrame<'a> {
     Neighbor {
         /// How urgently.
         priority: NeighborPriority,
+        /// The round trip the sender measured to the receiver, in microseconds (0: unknown).
+        /// An `Optimize` request is accepted only if it beats a slower neighbour.
+        rtt_us: u32,
     },
     /// The sender has the receiver in its active view; the receiver adds the sender to its own.
     Accept {
@@ -320,3 +321,6 @@ impl GroupFrame<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
