@@ -25,12 +25,13 @@ mod detect;
 mod event;
 mod membership;
 mod node;
+pub mod stack;
 mod tree;
 pub mod wire;
 
 pub use config::{ConfigError, Dissemination, GroupConfig};
 pub use event::{GroupEvent, TrafficClass};
-pub use node::{GroupError, GroupNode, GroupStats, GroupTransmit, ViewInfo};
+pub use node::{GroupError, GroupNode, GroupStats, GroupTransmit, MAX_GROUPS, ViewInfo};
 pub use substrate;
 pub use wire::{MessageId, NodeRef};
 
