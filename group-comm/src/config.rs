@@ -41,6 +41,8 @@ pub struct GroupConfig {
     /// Active slots kept for latency-biased neighbours (chosen by measured round-trip time);
     /// the rest stay random so the overlay stays connected and well mixed. 0 turns it off.
     pub latency_slots: usize,
+    /// How often a node probes one passive candidate's round trip for the latency-biased slots.
+    pub optimize_interval: Duration,
 
     /// Heartbeat period on each active link.
     pub heartbeat_interval: Duration,
@@ -53,6 +55,9 @@ pub struct GroupConfig {
     /// Floor of the inter-arrival standard deviation, so that a perfectly regular link does not
     /// turn one late heartbeat into a failure.
     pub min_std_dev: Duration,
+    /// Least time a suspected peer has to answer a probe before it is declared failed
+    /// (Lifeguard's suspicion timeout): a slow link is probed, not failed.
+    pub suspicion_timeout: Duration,
     /// Neighbours asked to probe a suspected peer indirectly (SWIM's k).
     pub probe_fanout: usize,
 
@@ -96,11 +101,13 @@ impl GroupConfig {
             shuffle_walk: 4,
             request_timeout: Duration::from_secs(2),
             latency_slots: active_size / 2,
+            optimize_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_millis(500),
             detector_window: 16,
             phi_suspect: 5.0,
             phi_fail: 10.0,
             min_std_dev: Duration::from_millis(100),
+            suspicion_timeout: Duration::from_secs(1),
             probe_fanout: 2,
             dissemination: Dissemination::Tree,
             lazy_interval: Duration::from_millis(20),
@@ -158,6 +165,8 @@ impl GroupConfig {
             self.lazy_interval,
             self.graft_timeout,
             self.repair_timeout,
+            self.optimize_interval,
+            self.suspicion_timeout,
         ];
         if timers.iter().any(|d| d.is_zero()) {
             return bad("a timer is zero");

@@ -1,1 +1,476 @@
-//! placeholder
+//! Delivery: per-source sequence numbers give FIFO order, exactly once, and gap detection. A gap
+//! is first left to the tree (an eager push or a graft may still fill it); after
+//! `repair_timeout` it is asked of neighbours, one after another, out of their bounded caches;
+//! what none of them holds becomes a `MessagesLost` event with the exact range. Nothing is
+//! skipped silently.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use substrate::id::NodeId;
+use substrate::rand::Rng;
+use substrate::time::Instant;
+
+use crate::event::GroupEvent;
+use crate::membership::Group;
+use crate::node::GroupNode;
+use crate::wire::{DataFlags, GroupFrame, MAX_WATERMARKS, MessageId, Watermark};
+
+/// Most messages one repair request asks for.
+pub(crate) const MAX_REPAIR: u64 = 64;
+
+/// Recently received messages, kept for grafts and repair, oldest evicted first.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    capacity: usize,
+    entries: VecDeque<Cached>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Cached {
+    pub(crate) id: MessageId,
+    /// Hops from the source to this node.
+    pub(crate) hop: u16,
+    /// The neighbour it came from (`None` for this node's own messages).
+    pub(crate) from: Option<NodeId>,
+    pub(crate) payload: Bytes,
+}
+
+impl Cache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, entry: Cached) {
+        if self.entries.len() >= self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    pub(crate) fn get(&self, id: &MessageId) -> Option<&Cached> {
+        self.entries.iter().rev().find(|c| c.id == *id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &MessageId) -> Option<&mut Cached> {
+        self.entries.iter_mut().rev().find(|c| c.id == *id)
+    }
+}
+
+/// One source's delivery and tree state at one node.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub(crate) id: NodeId,
+    pub(crate) epoch: u32,
+    /// Incarnations this node has moved past: their frames are stale.
+    old_epochs: Vec<u32>,
+    /// The next sequence number to deliver: everything below is delivered or reported lost.
+    pub(crate) next: u64,
+    /// Received ahead of a gap, delivered once the gap is filled or declared lost.
+    held: BTreeMap<u64, Held>,
+    repair: Option<Repair>,
+    /// Active neighbours on which this source's messages are announced, not pushed (Plumtree's
+    /// lazy push set; the rest of the active view is the eager set).
+    pub(crate) lazy: Vec<NodeId>,
+    pub(crate) last_heard: Instant,
+}
+
+#[derive(Debug)]
+struct Held {
+    payload: Bytes,
+    hop: u16,
+}
+
+#[derive(Debug)]
+struct Repair {
+    deadline: Instant,
+    /// Who to ask first: the neighbour that sent the message after the gap.
+    hint: Option<NodeId>,
+    asked: Vec<NodeId>,
+}
+
+impl Source {
+    fn new(id: NodeId, epoch: u32, next: u64, now: Instant) -> Self {
+        Self {
+            id,
+            epoch,
+            old_epochs: Vec::new(),
+            next,
+            held: BTreeMap::new(),
+            repair: None,
+            lazy: Vec::new(),
+            last_heard: now,
+        }
+    }
+
+    /// Whether `seq` was delivered, reported lost or is held.
+    pub(crate) fn has(&self, seq: u64) -> bool {
+        seq < self.next || self.held.contains_key(&seq)
+    }
+
+    pub(crate) fn repair_deadline(&self) -> Option<Instant> {
+        self.repair.as_ref().map(|r| r.deadline)
+    }
+
+    /// The first gap: `next ..= (first held - 1)`.
+    fn gap(&self) -> Option<(u64, u64)> {
+        let (&first_held, _) = self.held.first_key_value()?;
+        (first_held > self.next).then(|| (self.next, first_held - 1))
+    }
+}
+
+/// How a frame's epoch relates to what this node knows of its source.
+pub(crate) enum EpochCheck {
+    Current,
+    Stale,
+}
+
+impl Group {
+    pub(crate) fn source(&self, id: NodeId) -> Option<&Source> {
+        self.sources.iter().find(|s| s.id == id)
+    }
+
+    pub(crate) fn source_index(&self, id: NodeId) -> Option<usize> {
+        self.sources.iter().position(|s| s.id == id)
+    }
+
+    /// The source's state, created (next = `next`) if unknown, reset if `epoch` is a new
+    /// incarnation. `None` for a stale epoch.
+    pub(crate) fn source_for(
+        &mut self,
+        id: NodeId,
+        epoch: u32,
+        next: u64,
+        now: Instant,
+        max_sources: usize,
+    ) -> Option<usize> {
+        if let Some(i) = self.source_index(id) {
+            let s = &mut self.sources[i];
+            match s.check_epoch(epoch) {
+                EpochCheck::Current => {}
+                EpochCheck::Stale => return None,
+            }
+            return Some(i);
+        }
+        if self.sources.len() >= max_sources {
+            // Forget the source heard from least recently.
+            if let Some((i, _)) = self
+                .sources
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, s)| (s.last_heard, *i))
+            {
+                self.sources.swap_remove(i);
+            }
+        }
+        self.sources.push(Source::new(id, epoch, next, now));
+        Some(self.sources.len() - 1)
+    }
+}
+
+impl Source {
+    fn check_epoch(&mut self, epoch: u32) -> EpochCheck {
+        if epoch == self.epoch {
+            return EpochCheck::Current;
+        }
+        if self.old_epochs.contains(&epoch) {
+            return EpochCheck::Stale;
+        }
+        // A new incarnation of the source: its sequence starts again.
+        if self.old_epochs.len() >= 4 {
+            self.old_epochs.remove(0);
+        }
+        self.old_epochs.push(self.epoch);
+        self.epoch = epoch;
+        self.next = 0;
+        self.held.clear();
+        self.repair = None;
+        EpochCheck::Current
+    }
+}
+
+impl GroupNode {
+    /// Delivers `id` (already known to be new) in FIFO order, or holds it behind a gap.
+    pub(crate) fn deliver(
+        &mut self,
+        gi: usize,
+        si: usize,
+        id: MessageId,
+        hop: u16,
+        payload: Bytes,
+        from: Option<NodeId>,
+        now: Instant,
+    ) {
+        let group = self.groups[gi].id;
+        let reorder = self.config.reorder_capacity;
+        let s = &mut self.groups[gi].sources[si];
+        s.last_heard = now;
+        if id.seq == s.next {
+            s.next += 1;
+            self.stats.delivered += 1;
+            self.events.push_back(GroupEvent::Delivered {
+                group,
+                id,
+                hops: hop,
+                payload,
+            });
+            self.drain_held(gi, si);
+        } else {
+            s.held.insert(id.seq, Held { payload, hop });
+            if s.repair.is_none() {
+                s.repair = Some(Repair {
+                    deadline: now + self.config.repair_timeout,
+                    hint: from,
+                    asked: Vec::new(),
+                });
+            }
+            if s.held.len() > reorder {
+                // Out of room to wait: the oldest gap is lost.
+                if let Some((first, last)) = s.gap() {
+                    self.declare_lost(gi, si, first, last);
+                }
+            }
+        }
+    }
+
+    /// Delivers held messages that are now in order; settles the repair state.
+    fn drain_held(&mut self, gi: usize, si: usize) {
+        let group = self.groups[gi].id;
+        loop {
+            let s = &mut self.groups[gi].sources[si];
+            let next = s.next;
+            let Some(h) = s.held.remove(&next) else {
+                break;
+            };
+            s.next += 1;
+            let id = MessageId {
+                source: s.id,
+                epoch: s.epoch,
+                seq: next,
+            };
+            self.stats.delivered += 1;
+            self.events.push_back(GroupEvent::Delivered {
+                group,
+                id,
+                hops: h.hop,
+                payload: h.payload,
+            });
+        }
+        let s = &mut self.groups[gi].sources[si];
+        if s.held.is_empty() {
+            s.repair = None;
+        } else if let Some(r) = &mut s.repair {
+            // A new gap: start asking afresh.
+            r.asked.clear();
+        }
+    }
+
+    /// Reports `first..=last` lost and moves past it.
+    pub(crate) fn declare_lost(&mut self, gi: usize, si: usize, first: u64, last: u64) {
+        let group = self.groups[gi].id;
+        let s = &mut self.groups[gi].sources[si];
+        if last < s.next {
+            return;
+        }
+        let first = first.max(s.next);
+        s.next = last + 1;
+        self.stats.lost += last - first + 1;
+        self.events.push_back(GroupEvent::MessagesLost {
+            group,
+            source: s.id,
+            epoch: s.epoch,
+            first,
+            last,
+        });
+        self.drain_held(gi, si);
+    }
+
+    pub(crate) fn delivery_timeout(&mut self, gi: usize, now: Instant, rng: &mut Rng) {
+        for si in 0..self.groups[gi].sources.len() {
+            let due = self.groups[gi].sources[si]
+                .repair
+                .as_ref()
+                .is_some_and(|r| r.deadline <= now);
+            if due {
+                self.ask_repair(gi, si, now, rng);
+            }
+        }
+    }
+
+    /// Asks the next neighbour for the current gap, or declares it lost if all were asked.
+    fn ask_repair(&mut self, gi: usize, si: usize, now: Instant, rng: &mut Rng) {
+        let g = &self.groups[gi];
+        let s = &g.sources[si];
+        let Some((first, last)) = s.gap() else {
+            self.groups[gi].sources[si].repair = None;
+            return;
+        };
+        let Some(r) = &s.repair else {
+            return;
+        };
+        let asked = r.asked.clone();
+        let hint = r.hint.filter(|h| !asked.contains(h));
+        let target = match hint {
+            Some(h) => Some(self.locate(h)),
+            None => self.random_active(gi, &asked, rng),
+        };
+        let Some(target) = target else {
+            self.declare_lost(gi, si, first, last);
+            return;
+        };
+        let (source, epoch) = (s.id, s.epoch);
+        let last = last.min(first + MAX_REPAIR - 1);
+        let group = g.id;
+        if let Some(r) = &mut self.groups[gi].sources[si].repair {
+            r.asked.push(target.id);
+            r.deadline = now + self.config.repair_timeout;
+        }
+        self.stats.repair_requests_sent += 1;
+        self.send(
+            group,
+            target,
+            &GroupFrame::RepairRequest {
+                source,
+                epoch,
+                first,
+                last,
+            },
+        );
+    }
+
+    pub(crate) fn on_repair_request(
+        &mut self,
+        gi: usize,
+        from: crate::wire::NodeRef,
+        source: NodeId,
+        epoch: u32,
+        first: u64,
+        last: u64,
+    ) {
+        let group = self.groups[gi].id;
+        let last = last.min(first.saturating_add(MAX_REPAIR - 1));
+        let mut missing: Option<(u64, u64)> = None;
+        for seq in first..=last {
+            let id = MessageId { source, epoch, seq };
+            let hit = self.groups[gi]
+                .cache
+                .get(&id)
+                .map(|c| (c.hop, c.payload.clone()));
+            match hit {
+                Some((hop, payload)) => {
+                    if let Some((a, b)) = missing.take() {
+                        self.send_missing(group, from, source, epoch, a, b);
+                    }
+                    self.stats.repairs_sent += 1;
+                    self.send_data(
+                        group,
+                        from,
+                        &id,
+                        hop,
+                        DataFlags(DataFlags::REPAIR),
+                        &payload,
+                    );
+                }
+                None => {
+                    missing = Some(missing.map_or((seq, seq), |(a, _)| (a, seq)));
+                }
+            }
+        }
+        if let Some((a, b)) = missing {
+            self.send_missing(group, from, source, epoch, a, b);
+        }
+    }
+
+    fn send_missing(
+        &mut self,
+        group: crate::GroupId,
+        to: crate::wire::NodeRef,
+        source: NodeId,
+        epoch: u32,
+        first: u64,
+        last: u64,
+    ) {
+        self.send(
+            group,
+            to,
+            &GroupFrame::RepairMissing {
+                source,
+                epoch,
+                first,
+                last,
+            },
+        );
+    }
+
+    /// A neighbour lacks part of what we asked for: ask the next one now.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_repair_missing(
+        &mut self,
+        gi: usize,
+        from: crate::wire::NodeRef,
+        source: NodeId,
+        epoch: u32,
+        first: u64,
+        last: u64,
+        now: Instant,
+        rng: &mut Rng,
+    ) {
+        let _ = (first, last);
+        let Some(si) = self.groups[gi].source_index(source) else {
+            return;
+        };
+        let s = &mut self.groups[gi].sources[si];
+        if s.epoch != epoch {
+            return;
+        }
+        let asked_it = s
+            .repair
+            .as_ref()
+            .is_some_and(|r| r.asked.contains(&from.id));
+        if asked_it {
+            self.ask_repair(gi, si, now, rng);
+        }
+    }
+
+    /// Where this node's delivery of each source stands, for a new neighbour: its own stream
+    /// first, then the sources heard from most recently.
+    pub(crate) fn watermarks(&self, gi: usize) -> Vec<Watermark> {
+        let g = &self.groups[gi];
+        let mut out = Vec::new();
+        out.push(Watermark {
+            source: self.me.id,
+            epoch: self.epoch,
+            next_seq: g.next_seq,
+        });
+        let mut order: Vec<&Source> = g.sources.iter().filter(|s| s.id != self.me.id).collect();
+        order.sort_by_key(|s| core::cmp::Reverse(s.last_heard));
+        for s in order.into_iter().take(MAX_WATERMARKS - 1) {
+            out.push(Watermark {
+                source: s.id,
+                epoch: s.epoch,
+                next_seq: s.next,
+            });
+        }
+        out
+    }
+
+    /// A new neighbour's positions: sources this node has not heard of start where it stands,
+    /// so that a new member does not wait for messages sent before it joined.
+    pub(crate) fn apply_watermarks(&mut self, gi: usize, watermarks: &[Watermark]) {
+        let max = self.config.max_sources;
+        let g = &mut self.groups[gi];
+        for w in watermarks {
+            if w.source == self.me.id || g.source_index(w.source).is_some() {
+                continue;
+            }
+            if g.sources.len() >= max {
+                break;
+            }
+            g.sources
+                .push(Source::new(w.source, w.epoch, w.next_seq, Instant::ZERO));
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! [`GroupNode`]: one node's part in its groups, composing membership, failure detection, trees
 //! and delivery into one sans-IO state machine.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use substrate::id::NodeId;
 use substrate::rand::Rng;
@@ -9,8 +11,10 @@ use thiserror::Error;
 
 use crate::GroupId;
 use crate::config::{ConfigError, GroupConfig};
+use crate::detect::Detector;
 use crate::event::{GroupEvent, TrafficClass};
-use crate::wire::{MessageId, NodeRef};
+use crate::membership::Group;
+use crate::wire::{self, DataFlags, GroupFrame, GroupFrameKind, MessageId, NodeRef};
 
 /// One node's part in any number of groups.
 ///
@@ -28,7 +32,16 @@ use crate::wire::{MessageId, NodeRef};
 /// peers that go silent.
 #[derive(Debug)]
 pub struct GroupNode {
-    _todo: (),
+    pub(crate) me: NodeRef,
+    pub(crate) config: GroupConfig,
+    /// This incarnation's number: a restarted source starts a new sequence under a new epoch.
+    pub(crate) epoch: u32,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) detector: Detector,
+    pub(crate) out: VecDeque<GroupTransmit>,
+    pub(crate) events: VecDeque<GroupEvent>,
+    pub(crate) stats: GroupStats,
+    scratch: Vec<u8>,
 }
 
 impl GroupNode {
@@ -37,13 +50,24 @@ impl GroupNode {
     /// # Errors
     /// [`ConfigError`] if `config` does not validate.
     pub fn new(id: NodeRef, config: GroupConfig, rng: &mut Rng) -> Result<Self, ConfigError> {
-        let _ = (id, config, rng);
-        todo!()
+        config.validate()?;
+        let detector = Detector::new(&config, rng);
+        Ok(Self {
+            me: id,
+            epoch: rng.next_u64() as u32,
+            config,
+            groups: Vec::new(),
+            detector,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: GroupStats::default(),
+            scratch: Vec::with_capacity(256),
+        })
     }
 
     /// This node's identity and advertised locator.
     pub fn id(&self) -> NodeRef {
-        todo!()
+        self.me
     }
 
     /// Joins `group` through `contact`, any current member; with `None`, this node starts the
@@ -51,7 +75,8 @@ impl GroupNode {
     /// join through `contact` if the active view is empty, and is otherwise a no-op.
     ///
     /// # Errors
-    /// [`GroupError::TooManyGroups`] past the configured bound.
+    /// [`GroupError::ReservedGroup`] for [`GroupId::NODE`], [`GroupError::TooManyGroups`] past
+    /// [`MAX_GROUPS`].
     pub fn join(
         &mut self,
         now: Instant,
@@ -59,14 +84,47 @@ impl GroupNode {
         contact: Option<NodeRef>,
         rng: &mut Rng,
     ) -> Result<(), GroupError> {
-        let _ = (now, group, contact, rng);
-        todo!()
+        if group == GroupId::NODE {
+            return Err(GroupError::ReservedGroup);
+        }
+        let gi = match self.group_index(group) {
+            Some(gi) => gi,
+            None => {
+                if self.groups.len() >= MAX_GROUPS {
+                    return Err(GroupError::TooManyGroups(MAX_GROUPS));
+                }
+                self.groups.push(Group::new(group, now, &self.config, rng));
+                self.groups.len() - 1
+            }
+        };
+        let contact = contact.filter(|c| c.id != self.me.id);
+        if let Some(contact) = contact {
+            self.groups[gi].contact = Some(contact);
+            if self.groups[gi].active.is_empty() {
+                self.send_join(gi, contact, now);
+            }
+        }
+        Ok(())
     }
 
     /// Leaves `group`: tells the active neighbours and forgets the group's state.
     pub fn leave(&mut self, now: Instant, group: GroupId, rng: &mut Rng) {
-        let _ = (now, group, rng);
-        todo!()
+        let _ = rng;
+        let Some(gi) = self.group_index(group) else {
+            return;
+        };
+        let g = self.groups.swap_remove(gi);
+        for a in &g.active {
+            self.send(group, a.node, &GroupFrame::Disconnect { leaving: true });
+            self.events.push_back(GroupEvent::NeighborDown {
+                group,
+                peer: a.node.id,
+            });
+        }
+        for a in &g.active {
+            self.unwatch_if_unused(a.node.id);
+        }
+        let _ = now;
     }
 
     /// Publishes `payload` to every member of `group`, this node included (it gets its own
@@ -81,14 +139,32 @@ impl GroupNode {
         payload: Bytes,
         rng: &mut Rng,
     ) -> Result<MessageId, GroupError> {
-        let _ = (now, group, payload, rng);
-        todo!()
+        let gi = self
+            .group_index(group)
+            .ok_or(GroupError::NotMember(group))?;
+        let g = &mut self.groups[gi];
+        let id = MessageId {
+            source: self.me.id,
+            epoch: self.epoch,
+            seq: g.next_seq,
+        };
+        g.next_seq += 1;
+        self.accept_new(gi, id, 0, payload, None, now, rng);
+        Ok(id)
     }
 
     /// A whole frame arrived from `from` over its link.
     pub fn handle_frame(&mut self, now: Instant, from: NodeRef, frame: &Bytes, rng: &mut Rng) {
-        let _ = (now, from, frame, rng);
-        todo!()
+        match wire::decode(frame) {
+            Ok((group, f)) => {
+                let payload = match &f {
+                    GroupFrame::Data { payload, .. } => frame.slice_ref(payload),
+                    _ => Bytes::new(),
+                };
+                self.dispatch(now, from, group, f, payload, rng);
+            }
+            Err(_) => self.stats.invalid_frames += 1,
+        }
     }
 
     /// A frame arrived as a head and a separate payload (gather I/O, or the simulator, which
@@ -102,54 +178,277 @@ impl GroupNode {
         payload: &Bytes,
         rng: &mut Rng,
     ) {
-        let _ = (now, from, head, payload, rng);
-        todo!()
+        match wire::decode(head) {
+            Ok((group, f)) => {
+                let payload = match &f {
+                    GroupFrame::Data { payload: rest, .. } if rest.is_empty() => payload.clone(),
+                    _ if payload.is_empty() => Bytes::new(),
+                    _ => {
+                        // A payload on a frame that has none, or a head with trailing bytes.
+                        self.stats.invalid_frames += 1;
+                        return;
+                    }
+                };
+                self.dispatch(now, from, group, f, payload, rng);
+            }
+            Err(_) => self.stats.invalid_frames += 1,
+        }
     }
 
     /// The link layer gave up on `peer` (its session timed out or was refused): treat it as
     /// failed at once.
     pub fn handle_unreachable(&mut self, now: Instant, peer: NodeId, rng: &mut Rng) {
-        let _ = (now, peer, rng);
-        todo!()
+        if peer == self.me.id {
+            return;
+        }
+        let watched = self.detector.is_watched(peer);
+        self.peer_failed(peer, now, rng);
+        if !watched {
+            // Not a neighbour: only pending requests and the passive views care.
+            for gi in 0..self.groups.len() {
+                self.forget_candidate(gi, peer, now, rng);
+            }
+        }
     }
 
     /// The deadline from `poll_timeout` has passed (early calls are harmless).
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut Rng) {
-        let _ = (now, rng);
-        todo!()
+        self.detector_timeout(now, rng);
+        for gi in 0..self.groups.len() {
+            self.membership_timeout(gi, now, rng);
+            self.tree_timeout(gi, now, rng);
+            self.delivery_timeout(gi, now, rng);
+        }
     }
 
     /// The next frame to send, if any.
     pub fn poll_transmit(&mut self) -> Option<GroupTransmit> {
-        todo!()
+        self.out.pop_front()
     }
 
     /// The next event for the application, oldest first.
     pub fn poll_event(&mut self) -> Option<GroupEvent> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// When `handle_timeout` must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        let mut t = self.detector.next_deadline();
+        for g in &self.groups {
+            t = earliest(t, g.next_deadline());
+        }
+        t
     }
 
     /// A snapshot of this node's views of `group`, or `None` if it is not a member.
     pub fn view(&self, group: GroupId) -> Option<ViewInfo> {
-        let _ = group;
-        todo!()
+        let g = &self.groups[self.group_index(group)?];
+        Some(ViewInfo {
+            active: g.active.iter().map(|a| a.node.id).collect(),
+            passive: g.passive.iter().map(|p| p.id).collect(),
+        })
     }
 
     /// The neighbours this node pushes `source`'s messages to eagerly in `group`: its children
     /// (and parent) in `source`'s tree.
     pub fn eager_peers(&self, group: GroupId, source: NodeId) -> Vec<NodeId> {
-        let _ = (group, source);
-        todo!()
+        let Some(gi) = self.group_index(group) else {
+            return Vec::new();
+        };
+        let g = &self.groups[gi];
+        let lazy = g.source(source).map(|s| s.lazy.as_slice()).unwrap_or(&[]);
+        g.active
+            .iter()
+            .map(|a| a.node.id)
+            .filter(|p| !lazy.contains(p))
+            .collect()
     }
 
     /// Counters since creation.
     pub fn stats(&self) -> &GroupStats {
-        todo!()
+        &self.stats
+    }
+
+    /// The groups this node is in.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.iter().map(|g| g.id)
+    }
+}
+
+// Dispatch and sending, shared by the protocol modules.
+impl GroupNode {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        from: NodeRef,
+        group: GroupId,
+        frame: GroupFrame<'_>,
+        payload: Bytes,
+        rng: &mut Rng,
+    ) {
+        if from.id == self.me.id {
+            self.stats.invalid_frames += 1;
+            return;
+        }
+        // Any frame from a watched peer shows it alive.
+        self.detector_heard(from.id, now, matches!(frame, GroupFrame::Heartbeat { .. }));
+        if group == GroupId::NODE {
+            self.on_node_frame(now, from, frame, rng);
+            return;
+        }
+        let Some(gi) = self.group_index(group) else {
+            self.stats.foreign_frames += 1;
+            match frame {
+                // Someone thinks this node is a member: set it right, so it stops sending.
+                GroupFrame::Join | GroupFrame::Neighbor { .. } => {
+                    self.send(group, from, &GroupFrame::Reject);
+                }
+                GroupFrame::Disconnect { .. }
+                | GroupFrame::Reject
+                | GroupFrame::ShuffleReply { .. } => {}
+                _ => self.send(group, from, &GroupFrame::Disconnect { leaving: true }),
+            }
+            return;
+        };
+        match frame {
+            GroupFrame::Join => self.on_join(gi, from, now, rng),
+            GroupFrame::ForwardJoin { joiner, ttl } => {
+                self.on_forward_join(gi, from, joiner, ttl, now, rng);
+            }
+            GroupFrame::Neighbor { priority, rtt_us } => {
+                self.on_neighbor(gi, from, priority, rtt_us, now, rng);
+            }
+            GroupFrame::Accept { watermarks } => self.on_accept(gi, from, &watermarks, now, rng),
+            GroupFrame::Reject => self.on_reject(gi, from, now, rng),
+            GroupFrame::Disconnect { leaving } => self.on_disconnect(gi, from, leaving, now, rng),
+            GroupFrame::Shuffle { origin, ttl, nodes } => {
+                self.on_shuffle(gi, from, origin, ttl, &nodes, now, rng);
+            }
+            GroupFrame::ShuffleReply { nodes } => self.on_shuffle_reply(gi, &nodes, rng),
+            GroupFrame::Data { id, hop, flags, .. } => {
+                self.on_data(gi, from, id, hop, flags, payload, now, rng);
+            }
+            GroupFrame::IHave { announcements } => self.on_ihave(gi, from, &announcements, now),
+            GroupFrame::Graft { id, want } => self.on_graft(gi, from, id, want),
+            GroupFrame::Prune { source } => self.on_prune(gi, from, source),
+            GroupFrame::RepairRequest {
+                source,
+                epoch,
+                first,
+                last,
+            } => self.on_repair_request(gi, from, source, epoch, first, last),
+            GroupFrame::RepairMissing {
+                source,
+                epoch,
+                first,
+                last,
+            } => self.on_repair_missing(gi, from, source, epoch, first, last, now, rng),
+            // Node-scoped kinds under a group id: malformed.
+            GroupFrame::Heartbeat { .. }
+            | GroupFrame::Ping { .. }
+            | GroupFrame::Pong { .. }
+            | GroupFrame::ProbeRequest { .. }
+            | GroupFrame::ProbeAck { .. } => self.stats.invalid_frames += 1,
+        }
+    }
+
+    pub(crate) fn group_index(&self, group: GroupId) -> Option<usize> {
+        self.groups.iter().position(|g| g.id == group)
+    }
+
+    /// Queues a control frame (anything but `Data`) to `to`.
+    pub(crate) fn send(&mut self, group: GroupId, to: NodeRef, frame: &GroupFrame<'_>) {
+        let class = class_of(frame.kind());
+        self.scratch.clear();
+        if wire::encode(group, frame, &mut self.scratch).is_err() {
+            // INVARIANT: callers bound every list by its MAX_* constant.
+            debug_assert!(false, "unencodable frame {frame:?}");
+            return;
+        }
+        match class {
+            TrafficClass::Membership => self.stats.membership_sent += 1,
+            TrafficClass::Detection => self.stats.detection_sent += 1,
+            TrafficClass::Tree | TrafficClass::Payload => {}
+        }
+        self.out.push_back(GroupTransmit {
+            to: to.id,
+            locator: to.locator,
+            frame: Bytes::copy_from_slice(&self.scratch),
+            payload: Bytes::new(),
+            class,
+        });
+    }
+
+    /// Queues a `Data` frame: a fresh head, and the shared payload.
+    pub(crate) fn send_data(
+        &mut self,
+        group: GroupId,
+        to: NodeRef,
+        id: &MessageId,
+        hop: u16,
+        flags: DataFlags,
+        payload: &Bytes,
+    ) {
+        self.scratch.clear();
+        wire::encode_data_head(group, id, hop, flags, &mut self.scratch);
+        self.stats.data_sent += 1;
+        self.stats.payload_bytes_sent += payload.len() as u64;
+        self.out.push_back(GroupTransmit {
+            to: to.id,
+            locator: to.locator,
+            frame: Bytes::copy_from_slice(&self.scratch),
+            payload: payload.clone(),
+            class: TrafficClass::Payload,
+        });
+    }
+
+    /// The best known reference for `peer`: from an active view, the detector or a passive view.
+    pub(crate) fn locate(&self, peer: NodeId) -> NodeRef {
+        for g in &self.groups {
+            if let Some(a) = g.active.iter().find(|a| a.node.id == peer) {
+                return a.node;
+            }
+        }
+        if let Some(r) = self.detector.node_ref(peer) {
+            return r;
+        }
+        for g in &self.groups {
+            if let Some(p) = g.passive.iter().find(|p| p.id == peer) {
+                return *p;
+            }
+        }
+        NodeRef {
+            id: peer,
+            locator: None,
+        }
+    }
+}
+
+/// Most groups one node may be in at once.
+pub const MAX_GROUPS: usize = 1024;
+
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+fn class_of(kind: GroupFrameKind) -> TrafficClass {
+    use GroupFrameKind as K;
+    match kind {
+        K::Join
+        | K::ForwardJoin
+        | K::Neighbor
+        | K::Accept
+        | K::Reject
+        | K::Disconnect
+        | K::Shuffle
+        | K::ShuffleReply => TrafficClass::Membership,
+        K::Heartbeat | K::Ping | K::Pong | K::ProbeRequest | K::ProbeAck => TrafficClass::Detection,
+        K::Data => TrafficClass::Payload,
+        K::IHave | K::Graft | K::Prune | K::RepairRequest | K::RepairMissing => TrafficClass::Tree,
     }
 }
 

@@ -1,1 +1,416 @@
-//! placeholder
+//! Trees: Plumtree-style epidemic broadcast trees (Leitão, Pereira, Rodrigues, 2007), one per
+//! source, over the group's active view.
+//!
+//! A message goes eagerly (the payload) to a source's eager peers and lazily (an `IHave`, batched
+//! every `lazy_interval`) to its lazy peers. §3.3: a duplicate on an eager link makes that link
+//! lazy and sends a `Prune`; an announced message still missing after `graft_timeout` is asked
+//! for with a `Graft`, which makes the announcer's link eager again: that is how a tree repairs
+//! itself after a failure. §3.8: an announcement that arrives `optimization_hops` hops earlier
+//! than the eager copy swaps the two links. New neighbours start eager, so the first message of
+//! a source floods and its duplicates carve the tree. With `Dissemination::Flood` there is no
+//! tree: each node pushes to `fanout` random neighbours.
+
+use bytes::Bytes;
+use substrate::id::NodeId;
+use substrate::rand::Rng;
+use substrate::time::Instant;
+
+use crate::config::Dissemination;
+use crate::delivery::Cached;
+use crate::event::GroupEvent;
+use crate::node::GroupNode;
+use crate::wire::{Announcement, DataFlags, GroupFrame, MAX_ANNOUNCEMENTS, MessageId, NodeRef};
+
+/// Most announced-but-missing messages tracked per group.
+const MAX_MISSING: usize = 4096;
+/// Most announcers remembered per missing message.
+const MAX_ANNOUNCERS: usize = 8;
+/// Queued announcements that force an early flush.
+const MAX_LAZY_QUEUE: usize = 8192;
+
+/// A message announced to this node and not yet received: graft it if it stays missing.
+#[derive(Debug)]
+pub(crate) struct Missing {
+    pub(crate) id: MessageId,
+    pub(crate) deadline: Instant,
+    announcers: Vec<(NodeId, u16)>,
+    grafted: Option<NodeId>,
+}
+
+impl GroupNode {
+    /// A message new to this node: cache it, pass it on, deliver it. `hop` counts hops from the
+    /// source to this node; `from` is `None` for this node's own messages.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn accept_new(
+        &mut self,
+        gi: usize,
+        id: MessageId,
+        hop: u16,
+        payload: Bytes,
+        from: Option<NodeRef>,
+        now: Instant,
+        rng: &mut Rng,
+    ) {
+        let max = self.config.max_sources;
+        let Some(si) = self.groups[gi].source_for(id.source, id.epoch, id.seq, now, max) else {
+            return;
+        };
+        self.groups[gi].cache.insert(Cached {
+            id,
+            hop,
+            from: from.map(|f| f.id),
+            payload: payload.clone(),
+        });
+        self.forward(gi, &id, hop, &payload, from.map(|f| f.id), now, rng);
+        self.deliver(gi, si, id, hop, payload, from.map(|f| f.id), now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_data(
+        &mut self,
+        gi: usize,
+        from: NodeRef,
+        id: MessageId,
+        hop: u16,
+        flags: DataFlags,
+        payload: Bytes,
+        now: Instant,
+        rng: &mut Rng,
+    ) {
+        let hop = hop.saturating_add(1);
+        let tree = self.config.dissemination == Dissemination::Tree;
+        let answered = flags.0 & (DataFlags::REPAIR | DataFlags::GRAFT) != 0;
+        if id.source == self.me.id {
+            self.stats.duplicates_received += 1;
+            if tree && !answered {
+                self.prune(gi, from, id.source);
+            }
+            return;
+        }
+        let max = self.config.max_sources;
+        // A source never heard of starts at 0, unless a neighbour's watermark said otherwise.
+        let Some(si) = self.groups[gi].source_for(id.source, id.epoch, 0, now, max) else {
+            self.stats.duplicates_received += 1;
+            return;
+        };
+        if self.groups[gi].sources[si].has(id.seq) {
+            self.stats.duplicates_received += 1;
+            if tree && !answered {
+                self.prune(gi, from, id.source);
+            }
+            return;
+        }
+        let g = &mut self.groups[gi];
+        if let Some(i) = g.missing.iter().position(|m| m.id == id) {
+            let m = g.missing.swap_remove(i);
+            if m.grafted.is_some() {
+                let group = g.id;
+                self.events.push_back(GroupEvent::TreeRepaired {
+                    group,
+                    source: id.source,
+                    via: from.id,
+                });
+            }
+        }
+        let g = &mut self.groups[gi];
+        if tree && !flags.is_repair() && g.is_active(from.id) {
+            // Plumtree: the link a message arrived on is (again) a tree link.
+            g.sources[si].lazy.retain(|p| *p != from.id);
+        }
+        g.cache.insert(Cached {
+            id,
+            hop,
+            from: Some(from.id),
+            payload: payload.clone(),
+        });
+        if !flags.is_repair() {
+            self.forward(gi, &id, hop, &payload, Some(from.id), now, rng);
+        }
+        self.deliver(gi, si, id, hop, payload, Some(from.id), now);
+    }
+
+    /// Pushes a new message on: payload to eager peers, announcement to lazy ones.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        gi: usize,
+        id: &MessageId,
+        hop: u16,
+        payload: &Bytes,
+        except: Option<NodeId>,
+        now: Instant,
+        rng: &mut Rng,
+    ) {
+        let group = self.groups[gi].id;
+        match self.config.dissemination {
+            Dissemination::Tree => {
+                let g = &self.groups[gi];
+                let lazy: &[NodeId] = g
+                    .source(id.source)
+                    .map(|s| s.lazy.as_slice())
+                    .unwrap_or(&[]);
+                let mut eager = Vec::with_capacity(g.active.len());
+                let mut announce = Vec::new();
+                for a in &g.active {
+                    if Some(a.node.id) == except {
+                        continue;
+                    }
+                    if lazy.contains(&a.node.id) {
+                        announce.push(a.node.id);
+                    } else {
+                        eager.push(a.node);
+                    }
+                }
+                for to in eager {
+                    self.send_data(group, to, id, hop, DataFlags::default(), payload);
+                }
+                for to in announce {
+                    self.queue_announcement(gi, to, Announcement { id: *id, hop }, now);
+                }
+            }
+            Dissemination::Flood { fanout } => {
+                let mut except_list = Vec::with_capacity(fanout + 1);
+                except_list.extend(except);
+                for _ in 0..fanout {
+                    let Some(to) = self.random_active(gi, &except_list, rng) else {
+                        break;
+                    };
+                    except_list.push(to.id);
+                    self.send_data(group, to, id, hop, DataFlags::default(), payload);
+                }
+            }
+        }
+    }
+
+    /// Plumtree §3.3: a duplicate on an eager link makes it lazy for this source.
+    fn prune(&mut self, gi: usize, from: NodeRef, source: NodeId) {
+        let g = &mut self.groups[gi];
+        if !g.is_active(from.id) {
+            return;
+        }
+        let Some(si) = g.source_index(source) else {
+            return;
+        };
+        let s = &mut g.sources[si];
+        if s.lazy.contains(&from.id) {
+            return;
+        }
+        s.lazy.push(from.id);
+        let group = g.id;
+        self.stats.prunes_sent += 1;
+        self.send(group, from, &GroupFrame::Prune { source });
+    }
+
+    pub(crate) fn on_prune(&mut self, gi: usize, from: NodeRef, source: NodeId) {
+        let g = &mut self.groups[gi];
+        if !g.is_active(from.id) {
+            return;
+        }
+        if let Some(si) = g.source_index(source) {
+            let s = &mut g.sources[si];
+            if !s.lazy.contains(&from.id) {
+                s.lazy.push(from.id);
+            }
+        }
+    }
+
+    pub(crate) fn on_ihave(
+        &mut self,
+        gi: usize,
+        from: NodeRef,
+        announcements: &[Announcement],
+        now: Instant,
+    ) {
+        let threshold = self.config.optimization_hops;
+        let graft_timeout = self.config.graft_timeout;
+        for ann in announcements {
+            let id = ann.id;
+            if id.source == self.me.id {
+                continue;
+            }
+            let g = &mut self.groups[gi];
+            let have = g
+                .source(id.source)
+                .is_some_and(|s| s.epoch == id.epoch && s.has(id.seq));
+            if have {
+                // §3.8: the announcer is much closer to the source than our eager parent.
+                let via = ann.hop.saturating_add(1);
+                let swap = match g.cache.get_mut(&id) {
+                    Some(c) if c.from.is_some() && c.hop >= via.saturating_add(threshold) => {
+                        let parent = c.from;
+                        c.from = Some(from.id);
+                        c.hop = via;
+                        parent
+                    }
+                    _ => None,
+                };
+                if let Some(parent) = swap {
+                    if parent != from.id && g.is_active(from.id) {
+                        if let Some(si) = g.source_index(id.source) {
+                            g.sources[si].lazy.retain(|p| *p != from.id);
+                        }
+                        let group = g.id;
+                        self.stats.grafts_sent += 1;
+                        self.send(group, from, &GroupFrame::Graft { id, want: false });
+                        let parent_ref = self.locate(parent);
+                        self.prune(gi, parent_ref, id.source);
+                    }
+                }
+                continue;
+            }
+            match g.missing.iter_mut().find(|m| m.id == id) {
+                Some(m) => {
+                    if m.announcers.len() < MAX_ANNOUNCERS
+                        && !m.announcers.iter().any(|(p, _)| *p == from.id)
+                    {
+                        m.announcers.push((from.id, ann.hop));
+                    }
+                }
+                None => {
+                    if g.missing.len() < MAX_MISSING {
+                        g.missing.push(Missing {
+                            id,
+                            deadline: now + graft_timeout,
+                            announcers: vec![(from.id, ann.hop)],
+                            grafted: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_graft(&mut self, gi: usize, from: NodeRef, id: MessageId, want: bool) {
+        let g = &mut self.groups[gi];
+        if g.is_active(from.id) {
+            if let Some(si) = g.source_index(id.source) {
+                g.sources[si].lazy.retain(|p| *p != from.id);
+            }
+        }
+        if !want {
+            return;
+        }
+        let group = g.id;
+        match g.cache.get(&id).map(|c| (c.hop, c.payload.clone())) {
+            Some((hop, payload)) => {
+                self.stats.repairs_sent += 1;
+                self.send_data(group, from, &id, hop, DataFlags(DataFlags::GRAFT), &payload);
+            }
+            None => self.send(
+                group,
+                from,
+                &GroupFrame::RepairMissing {
+                    source: id.source,
+                    epoch: id.epoch,
+                    first: id.seq,
+                    last: id.seq,
+                },
+            ),
+        }
+    }
+
+    pub(crate) fn queue_announcement(
+        &mut self,
+        gi: usize,
+        to: NodeId,
+        ann: Announcement,
+        now: Instant,
+    ) {
+        let g = &mut self.groups[gi];
+        g.lazy_queue.push((to, ann));
+        if g.lazy_due.is_none() {
+            g.lazy_due = Some(now + self.config.lazy_interval);
+        }
+        if g.lazy_queue.len() >= MAX_LAZY_QUEUE {
+            self.flush_announcements(gi);
+        }
+    }
+
+    fn flush_announcements(&mut self, gi: usize) {
+        let g = &mut self.groups[gi];
+        g.lazy_due = None;
+        let mut queue = core::mem::take(&mut g.lazy_queue);
+        let group = g.id;
+        // Group by peer, keeping first-queued order among peers (deterministic).
+        let mut peers: Vec<NodeId> = Vec::new();
+        for (p, _) in &queue {
+            if !peers.contains(p) {
+                peers.push(*p);
+            }
+        }
+        for p in peers {
+            let anns: Vec<Announcement> = queue
+                .iter()
+                .filter(|(q, _)| *q == p)
+                .map(|(_, a)| *a)
+                .collect();
+            let to = self.locate(p);
+            for chunk in anns.chunks(MAX_ANNOUNCEMENTS) {
+                self.stats.ihave_sent += 1;
+                self.stats.announcements_sent += chunk.len() as u64;
+                self.send(
+                    group,
+                    to,
+                    &GroupFrame::IHave {
+                        announcements: chunk.to_vec(),
+                    },
+                );
+            }
+        }
+        queue.clear();
+        let g = &mut self.groups[gi];
+        if g.lazy_queue.is_empty() {
+            g.lazy_queue = queue;
+        }
+    }
+
+    pub(crate) fn tree_timeout(&mut self, gi: usize, now: Instant, rng: &mut Rng) {
+        let _ = rng;
+        if self.groups[gi].lazy_due.is_some_and(|t| t <= now) {
+            self.flush_announcements(gi);
+        }
+        let half = self.config.graft_timeout / 2;
+        let mut i = 0;
+        while i < self.groups[gi].missing.len() {
+            let g = &mut self.groups[gi];
+            let m = &g.missing[i];
+            if m.deadline > now {
+                i += 1;
+                continue;
+            }
+            let id = m.id;
+            let have = g
+                .source(id.source)
+                .is_some_and(|s| s.epoch == id.epoch && s.has(id.seq));
+            let m = &mut g.missing[i];
+            if have || m.announcers.is_empty() {
+                g.missing.swap_remove(i);
+                continue;
+            }
+            // Graft the first announcer; the next one gets its turn after half a timeout.
+            let (peer, _) = m.announcers.remove(0);
+            m.grafted = Some(peer);
+            m.deadline = now + half;
+            if let Some(si) = g.source_index(id.source) {
+                g.sources[si].lazy.retain(|p| *p != peer);
+            }
+            let group = g.id;
+            let to = self.locate(peer);
+            self.stats.grafts_sent += 1;
+            self.send(group, to, &GroupFrame::Graft { id, want: true });
+            i += 1;
+        }
+    }
+
+    /// `peer` left the active view: forget it in every tree and pending graft.
+    pub(crate) fn tree_peer_removed(&mut self, gi: usize, peer: NodeId) {
+        let g = &mut self.groups[gi];
+        for s in &mut g.sources {
+            s.lazy.retain(|p| *p != peer);
+        }
+        for m in &mut g.missing {
+            m.announcers.retain(|(p, _)| *p != peer);
+        }
+        g.lazy_queue.retain(|(p, _)| *p != peer);
+    }
+}
