@@ -68,3 +68,6 @@ impl fmt::Display for GroupId {
         write!(f, "{:016x}", self.0)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Small-scale behaviour of `GroupNode` on a minimal in-crate network (fixed latency, reliable
+//! links). The simulator covers scale; these pin single behaviours.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use bytes::Bytes;
+use substrate::id::NodeId;
+use substrate::rand::Rng;
+use substrate::time::{Duration, Instant};
+
+use crate::{GroupConfig, GroupEvent, GroupId, GroupNode, NodeRef};
+
+struct Net {
+    nodes: Vec<GroupNode>,
+    rngs: Vec<Rng>,
+    alive: Vec<bool>,
+    events: Vec<Vec<GroupEvent>>,
+    queue: BinaryHeap<Reverse<(Instant, u64, usize, usize, Bytes, Bytes)>>,
+    timers: Vec<Option<Instant>>,
+    seq: u64,
+    now: Instant,
+    latency: Duration,
+}
+
+fn node_ref(i: usize) -> NodeRef {
+    NodeRef {
+        id: NodeId::from_u64(i as u64),
+        locator: None,
+    }
+}
+
+fn index(id: NodeId) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b) as usize
+}
+
+impl Net {
+    fn new(n: usize, config: &GroupConfig, seed: u64) -> Self {
+        let mut rngs: Vec<Rng> = (0..n)
+            .map(|i| Rng::with_seed(seed).fork(i as u64))
+            .collect();
+        let nodes = (0..n)
+            .map(|i| GroupNode::new(node_ref(i), config.clone(), &mut rngs[i]).expect("config"))
+            .collect();
+        Self {
+            nodes,
+            rngs,
+            alive: vec![true; n],
+            events: vec![Vec::new(); n],
+            queue: BinaryHeap::new(),
+            timers: vec![None; n],
+            seq: 0,
+            now: Instant::ZERO,
+            latency: Duration::from_millis(5),
+        }
+    }
+
+    fn pump(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            let to = index(t.to);
+            self.seq += 1;
+            self.queue.push(Reverse((
+                self.now + self.latency,
+                self.seq,
+                i,
+                to,
+                t.frame,
+                t.payload,
+            )));
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            self.events[i].push(e);
+        }
+        self.timers[i] = self.nodes[i].poll_timeout();
+    }
+
+    fn with(&mut self, i: usize, f: impl FnOnce(&mut GroupNode, Instant, &mut Rng)) {
+        f(&mut self.nodes[i], self.now, &mut self.rngs[i]);
+        self.pump(i);
+    }
+
+    fn run_until(&mut self, end: Instant) {
+        loop {
+            let next_timer = (0..self.nodes.len())
+                .filter(|&i| self.alive[i])
+                .filter_map(|i| self.timers[i].map(|t| (t, i)))
+                .min();
+            let next_msg = self.queue.peek().map(|Reverse(m)| m.0);
+            let t_timer = next_timer.map(|(t, _)| t);
+            let t = match (t_timer, next_msg) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if t > end {
+                break;
+            }
+            self.now = t.max(self.now);
+            if next_msg == Some(t) {
+                let Some(Reverse((_, _, from, to, head, payload))) = self.queue.pop() else {
+                    break;
+                };
+                if self.alive[to] && self.alive[from] {
+                    let now = self.now;
+                    self.nodes[to].handle_parts(
+                        now,
+                        node_ref(from),
+                        &head,
+                        &payload,
+                        &mut self.rngs[to],
+                    );
+                    self.pump(to);
+                }
+            } else if let Some((_, i)) = next_timer {
+                let now = self.now;
+                self.nodes[i].handle_timeout(now, &mut self.rngs[i]);
+                self.pump(i);
+            }
+        }
+        self.now = end;
+    }
+
+    fn delivered(&self, i: usize) -> Vec<(u64, u64)> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                GroupEvent::Delivered { id, .. } => Some((index(id.source) as u64, id.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn joined(n: usize, seed: u64) -> (Net, GroupId) {
+    let config = GroupConfig::for_group_size(n);
+    let mut net = Net::new(n, &config, seed);
+    let g = GroupId::from_name("test");
+    net.with(0, |node, now, rng| {
+        node.join(now, g, None, rng).expect("join")
+    });
+    for i in 1..n {
+        let contact = node_ref((i * 7919) % i);
+        net.with(i, |node, now, rng| {
+            node.join(now, g, Some(contact), rng).expect("join")
+        });
+        let t = net.now + Duration::from_millis(20);
+        net.run_until(t);
+    }
+    let t = net.now + Duration::from_secs(30);
+    net.run_until(t);
+    (net, g)
+}
+
+#[test]
+fn every_member_delivers_every_message_once_in_order() {
+    let (mut net, g) = joined(60, 1);
+    for k in 0..20u64 {
+        let src = [3usize, 17, 42][(k % 3) as usize];
+        net.with(src, |node, now, rng| {
+            node.publish(now, g, Bytes::from(vec![k as u8; 32]), rng)
+                .expect("member");
+        });
+        let t = net.now + Duration::from_millis(30);
+        net.run_until(t);
+    }
+    let t = net.now + Duration::from_secs(5);
+    net.run_until(t);
+    for i in 0..60 {
+        let d = net.delivered(i);
+        assert_eq!(d.len(), 20, "node {i}: {d:?}");
+        for src in [3u64, 17, 42] {
+            let seqs: Vec<u64> = d
+                .iter()
+                .filter(|(s, _)| *s == src)
+                .map(|(_, q)| *q)
+                .collect();
+            let expect: Vec<u64> = (0..seqs.len() as u64).collect();
+            assert_eq!(seqs, expect, "node {i} source {src}");
+        }
+    }
+}
+
+#[test]
+fn active_views_are_bounded_and_symmetric_enough() {
+    let (net, g) = joined(60, 2);
+    let size = GroupConfig::for_group_size(60).active_size;
+    for i in 0..60 {
+        let v = net.nodes[i].view(g).expect("member");
+        assert!(
+            !v.active.is_empty() && v.active.len() <= size,
+            "node {i}: {v:?}"
+        );
+    }
+}
+
+#[test]
+fn a_crashed_neighbour_is_suspected_then_failed_and_replaced() {
+    let (mut net, g) = joined(40, 3);
+    let victim = 5;
+    net.alive[victim] = false;
+    let t = net.now + Duration::from_secs(10);
+    net.run_until(t);
+    let vid = NodeId::from_u64(victim as u64);
+    let mut saw_failed = 0;
+    for i in (0..40).filter(|&i| i != victim) {
+        let v = net.nodes[i].view(g).expect("member");
+        assert!(!v.active.contains(&vid), "node {i} still has the victim");
+        if net.events[i]
+            .iter()
+            .any(|e| matches!(e, GroupEvent::PeerFailed { peer } if *peer == vid))
+        {
+            saw_failed += 1;
+            assert!(
+                net.events[i]
+                    .iter()
+                    .any(|e| matches!(e, GroupEvent::PeerSuspected { peer } if *peer == vid))
+            );
+        }
+    }
+    assert!(saw_failed > 0);
+    // Broadcasts still reach every live node.
+    net.with(0, |node, now, rng| {
+        node.publish(now, g, Bytes::from_static(b"after"), rng)
+            .expect("member");
+    });
+    let t = net.now + Duration::from_secs(3);
+    net.run_until(t);
+    for i in (0..40).filter(|&i| i != victim) {
+        assert!(net.delivered(i).contains(&(0, 0)), "node {i}");
+    }
+}
