@@ -176,11 +176,12 @@ fn a_silent_peer_is_reported_after_the_handshake_times_out() {
     assert_eq!(c.node(NodeIdx(0)).stats().sessions_opened, 1);
     c.run_for(Duration::from_secs(1)).expect("no harness fault");
     assert_eq!(c.node(NodeIdx(0)).stats().unreachable_reported, 0);
-    c.run_for(Duration::from_secs(2)).expect("no harness fault");
+    // The handshake gives up at the session's idle timeout (2 s); the group may retry later.
+    c.run_for(ms(1_050)).expect("no harness fault");
     let st = c.node(NodeIdx(0)).stats();
     assert_eq!(st.unreachable_reported, 1, "{st:?}");
+    assert_eq!(st.sessions_closed, 1, "{st:?}");
     assert!(st.frames_dropped >= 1, "the Join never left: {st:?}");
-    assert_eq!(c.node(NodeIdx(0)).queued_frames(ghost.id), 0);
 }
 
 #[test]

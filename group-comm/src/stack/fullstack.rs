@@ -62,13 +62,14 @@ pub struct FullStackPlan {
 }
 
 impl FullStackPlan {
-    /// A plan for `nodes` nodes from `seed`: an ideal network, 20 broadcasts from 4 sources,
+    /// A plan for `nodes` nodes from `seed`: a lossless network with 1 ms links (a zero-latency
+    /// network would turn any immediate retry into a harness stall), 20 broadcasts from 4 sources,
     /// a join window of 5 ms per 10 nodes (at least a second).
     pub fn new(nodes: usize, seed: u64) -> Self {
         Self {
             seed,
             nodes,
-            link: LinkConfig::default(),
+            link: LinkConfig::default().latency(Duration::from_millis(1)),
             group: GroupConfig::for_group_size(nodes),
             stack: StackConfig::default(),
             join_window: Duration::from_millis((nodes as u64 / 2).max(1_000)),
