@@ -25,6 +25,7 @@ mod detect;
 mod event;
 mod membership;
 mod node;
+pub mod sim;
 pub mod stack;
 mod tree;
 pub mod wire;
