@@ -60,6 +60,7 @@ LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" \
 
 stage "fuzz targets build (cargo-fuzz package outside the workspace)"
 cargo check --manifest-path substrate/fuzz/Cargo.toml --locked
+cargo check --manifest-path group-comm/fuzz/Cargo.toml --locked
 
 echo
 echo "all stages passed"
