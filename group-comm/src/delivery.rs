@@ -194,6 +194,7 @@ impl Source {
 
 impl GroupNode {
     /// Delivers `id` (already known to be new) in FIFO order, or holds it behind a gap.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn deliver(
         &mut self,
         gi: usize,

@@ -516,7 +516,7 @@ impl GroupNode {
                 .iter()
                 .filter(|p| p.kind == PendingKind::Neighbor)
                 .count();
-            if g.active.len() + asked >= size || (g.active.len() > 0 && asked > 0) {
+            if g.active.len() + asked >= size || (!g.active.is_empty() && asked > 0) {
                 break;
             }
             let candidates: Vec<NodeRef> = g
@@ -551,11 +551,10 @@ impl GroupNode {
         }
         let g = &mut self.groups[gi];
         if g.active.is_empty() && g.pending.is_empty() && !g.isolated && g.joined {
-            if let Some(c) = g.contact {
+            if g.contact.is_some() {
                 if g.rejoin_due.is_none() {
                     g.rejoin_due = Some(now + self.config.request_timeout);
                 }
-                let _ = c;
             } else if g.failed.is_empty() {
                 g.isolated = true;
                 let group = g.id;

@@ -181,7 +181,7 @@ impl GroupNode {
         match wire::decode(head) {
             Ok((group, f)) => {
                 let payload = match &f {
-                    GroupFrame::Data { payload: rest, .. } if rest.is_empty() => payload.clone(),
+                    GroupFrame::Data { payload: [], .. } => payload.clone(),
                     _ if payload.is_empty() => Bytes::new(),
                     _ => {
                         // A payload on a frame that has none, or a head with trailing bytes.

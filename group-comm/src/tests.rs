@@ -11,12 +11,15 @@ use substrate::time::{Duration, Instant};
 
 use crate::{GroupConfig, GroupEvent, GroupId, GroupNode, NodeRef};
 
+/// In flight: (arrival, insertion sequence, from, to, head, payload).
+type Flight = Reverse<(Instant, u64, usize, usize, Bytes, Bytes)>;
+
 struct Net {
     nodes: Vec<GroupNode>,
     rngs: Vec<Rng>,
     alive: Vec<bool>,
     events: Vec<Vec<GroupEvent>>,
-    queue: BinaryHeap<Reverse<(Instant, u64, usize, usize, Bytes, Bytes)>>,
+    queue: BinaryHeap<Flight>,
     timers: Vec<Option<Instant>>,
     seq: u64,
     now: Instant,
