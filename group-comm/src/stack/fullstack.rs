@@ -288,6 +288,17 @@ pub fn node_ref(i: usize) -> NodeRef {
 /// refused, or the harness stops a runaway protocol. Bad results are not errors: see
 /// [`FullStackReport::check`].
 pub fn run(plan: &FullStackPlan) -> Result<FullStackReport, FullStackError> {
+    run_with_cluster(plan).map(|(report, _)| report)
+}
+
+/// [`run`], also handing back the cluster as the run left it, to inspect views, sessions and
+/// counters of single nodes when a check fails.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_cluster(
+    plan: &FullStackPlan,
+) -> Result<(FullStackReport, Cluster<GroupStack>), FullStackError> {
     if plan.nodes == 0 || plan.sources == 0 || plan.sources > plan.nodes {
         return Err(FullStackError::Plan("nodes > 0 and 0 < sources <= nodes"));
     }
@@ -372,7 +383,7 @@ pub fn run(plan: &FullStackPlan) -> Result<FullStackReport, FullStackError> {
         add_group_stats(&mut group_stats, s.group().stats());
         sessions_open += s.endpoint().sessions().count();
     }
-    Ok(FullStackReport {
+    let report = FullStackReport {
         group,
         published,
         nodes: obs.nodes,
@@ -385,7 +396,8 @@ pub fn run(plan: &FullStackPlan) -> Result<FullStackReport, FullStackError> {
         group_stats,
         sessions_open,
         trace_hash: cluster.trace_hash(),
-    })
+    };
+    Ok((report, cluster))
 }
 
 /// Reads the cluster's collected events into per-node outcomes.
