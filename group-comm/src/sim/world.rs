@@ -391,6 +391,38 @@ impl World {
         report
     }
 
+    /// The nodes that should have delivered broadcast `index` but did not: live at the end,
+    /// joined before it was published, not its source. For diagnosing a reliability below 1.0.
+    pub fn undelivered(&self, index: usize) -> Vec<usize> {
+        let core = &self.core;
+        let g = core.groups.len();
+        let Some(record) = core.broadcasts.get(index).filter(|r| r.id.is_some()) else {
+            return Vec::new();
+        };
+        (0..core.state.len())
+            .filter(|&i| {
+                i as u32 != record.source
+                    && core.state[i] == NodeState::Live
+                    && core.joined_at_ns[i * g + record.group as usize] <= record.publish_ns
+                    && record.per_node[i] & DELIVERED == 0
+            })
+            .collect()
+    }
+
+    /// When node `index` (its current incarnation) got `Joined` for group number `group`.
+    pub fn joined_at(&self, index: usize, group: usize) -> Option<Instant> {
+        let at = *self
+            .core
+            .joined_at_ns
+            .get(index * self.core.groups.len() + group)?;
+        (at != u64::MAX).then(|| Instant::from_nanos(at))
+    }
+
+    /// The message id broadcast `index` was published as, if it was.
+    pub fn broadcast_id(&self, index: usize) -> Option<MessageId> {
+        self.core.broadcasts.get(index)?.id
+    }
+
     /// Timers the world had to push forward because a node asked to be woken at or before the
     /// instant it had just been woken at (a protocol livelock otherwise).
     pub fn timers_clamped(&self) -> u64 {
