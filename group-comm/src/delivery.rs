@@ -71,6 +71,9 @@ pub(crate) struct Source {
     pub(crate) next: u64,
     /// Received ahead of a gap, delivered once the gap is filled or declared lost.
     held: BTreeMap<u64, Held>,
+    /// One past the highest sequence number known to exist (from a neighbour's watermark or an
+    /// announcement), even if nothing after it has arrived: the end of a gap nothing else shows.
+    known_end: u64,
     repair: Option<Repair>,
     /// Active neighbours on which this source's messages are announced, not pushed (Plumtree's
     /// lazy push set; the rest of the active view is the eager set).
@@ -100,6 +103,7 @@ impl Source {
             old_epochs: Vec::new(),
             next,
             held: BTreeMap::new(),
+            known_end: next,
             repair: None,
             lazy: Vec::new(),
             last_heard: now,
@@ -115,10 +119,13 @@ impl Source {
         self.repair.as_ref().map(|r| r.deadline)
     }
 
-    /// The first gap: `next ..= (first held - 1)`.
+    /// The first gap: `next ..= (first held - 1)`, or up to the known end if nothing is held.
     fn gap(&self) -> Option<(u64, u64)> {
-        let (&first_held, _) = self.held.first_key_value()?;
-        (first_held > self.next).then(|| (self.next, first_held - 1))
+        let end = match self.held.first_key_value() {
+            Some((&first_held, _)) => first_held,
+            None => self.known_end,
+        };
+        (end > self.next).then(|| (self.next, end - 1))
     }
 }
 
@@ -172,6 +179,22 @@ impl Group {
 }
 
 impl Source {
+    /// Sequence numbers below `end` exist: if that opens a gap, repair it (first from `from`)
+    /// unless the tree fills it by `deadline`.
+    pub(crate) fn note_exists(&mut self, end: u64, from: NodeId, deadline: Instant) {
+        if end <= self.known_end {
+            return;
+        }
+        self.known_end = end;
+        if end > self.next && self.repair.is_none() {
+            self.repair = Some(Repair {
+                deadline,
+                hint: Some(from),
+                asked: Vec::new(),
+            });
+        }
+    }
+
     fn check_epoch(&mut self, epoch: u32) -> EpochCheck {
         if epoch == self.epoch {
             return EpochCheck::Current;
@@ -186,6 +209,7 @@ impl Source {
         self.old_epochs.push(self.epoch);
         self.epoch = epoch;
         self.next = 0;
+        self.known_end = 0;
         self.held.clear();
         self.repair = None;
         EpochCheck::Current
@@ -261,7 +285,8 @@ impl GroupNode {
             });
         }
         let s = &mut self.groups[gi].sources[si];
-        if s.held.is_empty() {
+        s.known_end = s.known_end.max(s.next);
+        if s.gap().is_none() {
             s.repair = None;
         } else if let Some(r) = &mut s.repair {
             // A new gap: start asking afresh.
@@ -460,18 +485,37 @@ impl GroupNode {
 
     /// A new neighbour's positions: sources this node has not heard of start where it stands,
     /// so that a new member does not wait for messages sent before it joined.
-    pub(crate) fn apply_watermarks(&mut self, gi: usize, watermarks: &[Watermark]) {
+    pub(crate) fn apply_watermarks(
+        &mut self,
+        gi: usize,
+        from: NodeId,
+        watermarks: &[Watermark],
+        now: Instant,
+    ) {
         let max = self.config.max_sources;
+        let repair_timeout = self.config.repair_timeout;
         let g = &mut self.groups[gi];
+        // A new member starts each source where its first neighbours stand; a member of longer
+        // standing has simply not heard of the source yet, so it starts at 0 and repairs.
+        let adopt = now < g.joined_at + self.config.request_timeout;
         for w in watermarks {
-            if w.source == self.me.id || g.source_index(w.source).is_some() {
+            if w.source == self.me.id {
+                continue;
+            }
+            if let Some(si) = g.source_index(w.source) {
+                // The neighbour has delivered past us: what lies between exists.
+                let s = &mut g.sources[si];
+                if s.epoch == w.epoch {
+                    s.note_exists(w.next_seq, from, now + repair_timeout);
+                }
                 continue;
             }
             if g.sources.len() >= max {
                 break;
             }
-            g.sources
-                .push(Source::new(w.source, w.epoch, w.next_seq, Instant::ZERO));
+            let mut s = Source::new(w.source, w.epoch, if adopt { w.next_seq } else { 0 }, now);
+            s.note_exists(w.next_seq, from, now + repair_timeout);
+            g.sources.push(s);
         }
     }
 }

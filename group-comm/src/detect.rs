@@ -420,7 +420,7 @@ impl GroupNode {
             PingPurpose::Rtt => {
                 for g in &mut self.groups {
                     if let Some(a) = g.active.iter_mut().find(|a| a.node.id == from.id) {
-                        a.rtt = Some(rtt);
+                        a.rtt = crate::membership::min_rtt(a.rtt, Some(rtt));
                     }
                 }
             }

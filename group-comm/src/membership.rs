@@ -28,11 +28,16 @@ pub(crate) struct Group {
     /// The contact given to `join`, used again if the node is cut off.
     pub(crate) contact: Option<NodeRef>,
     pub(crate) joined: bool,
+    /// When this node got its first neighbour: for a short while after, it adopts neighbours'
+    /// positions for sources it never heard of.
+    pub(crate) joined_at: Instant,
     pub(crate) isolated: bool,
     pub(crate) shuffle_due: Instant,
     pub(crate) optimize_due: Instant,
     pub(crate) rejoin_due: Option<Instant>,
     pub(crate) failed: Vec<Failed>,
+    /// Candidates that refused a neighbour request recently, and until when they are skipped.
+    pub(crate) refused: Vec<(NodeId, Instant)>,
     /// This node's next sequence number as a source.
     pub(crate) next_seq: u64,
     pub(crate) sources: Vec<Source>,
@@ -93,11 +98,13 @@ impl Group {
             pending: Vec::new(),
             contact: None,
             joined: false,
+            joined_at: Instant::ZERO,
             isolated: false,
             shuffle_due,
             optimize_due,
             rejoin_due: None,
             failed: Vec::new(),
+            refused: Vec::new(),
             next_seq: 0,
             sources: Vec::new(),
             cache: Cache::new(config.cache_capacity),
@@ -136,7 +143,7 @@ impl Group {
 
     /// The active entry a latency-biased newcomer with round trip `rtt` would displace: the
     /// slowest biased neighbour, or, while biased slots are free, the slowest random one; only if
-    /// it is clearly slower (25 % and 1 ms).
+    /// it is clearly slower (50 % and 2 ms: one round-trip sample is noisy).
     pub(crate) fn replaceable(&self, rtt: Duration, latency_slots: usize) -> Option<usize> {
         let biased = self.active.iter().filter(|a| a.biased).count();
         let want_biased = biased >= latency_slots;
@@ -147,7 +154,7 @@ impl Group {
             .filter(|(_, a)| a.biased == want_biased)
             .filter_map(|(i, a)| a.rtt.map(|r| (i, r)))
             .max_by_key(|&(i, r)| (r, core::cmp::Reverse(i)))?;
-        (worst > rtt + rtt / 4 + Duration::from_millis(1)).then_some(i)
+        (worst > rtt + rtt / 2 + Duration::from_millis(2)).then_some(i)
     }
 }
 
@@ -170,6 +177,23 @@ impl GroupNode {
     /// walk from each of its other neighbours.
     pub(crate) fn on_join(&mut self, gi: usize, from: NodeRef, now: Instant, rng: &mut Rng) {
         let group = self.groups[gi].id;
+        let g = &self.groups[gi];
+        let mutual = g
+            .pending_index(from.id)
+            .is_some_and(|i| g.pending[i].kind == PendingKind::Join);
+        if g.active.is_empty() && !mutual {
+            if let Some(contact) = g.contact.filter(|c| c.id != from.id) {
+                // Still joining (or cut off) itself: taking the joiner now would make an island
+                // of two that no walk leaves. Pass the join on towards the overlay instead.
+                let ttl = self.config.join_walk;
+                self.send(
+                    group,
+                    contact,
+                    &GroupFrame::ForwardJoin { joiner: from, ttl },
+                );
+                return;
+            }
+        }
         self.add_active(gi, from, false, None, now, rng);
         self.send_accept(gi, from);
         let ttl = self.config.join_walk;
@@ -197,6 +221,20 @@ impl GroupNode {
             return;
         }
         let g = &self.groups[gi];
+        if !g.active.is_empty() && !g.is_active(from.id) && ttl == self.config.join_walk {
+            // A join relayed by a node that was not in the overlay yet: treat it as a join
+            // here, so the joiner gets a walk from every neighbour, not just one.
+            self.on_join(gi, joiner, now, rng);
+            return;
+        }
+        if g.active.is_empty() {
+            if let Some(contact) = g.contact.filter(|c| c.id != joiner.id && c.id != from.id) {
+                // Not in the overlay yet: relay towards it rather than form an island.
+                let group = g.id;
+                self.send(group, contact, &GroupFrame::ForwardJoin { joiner, ttl });
+                return;
+            }
+        }
         if ttl == 0 || g.active.len() <= 1 {
             self.add_active(gi, joiner, false, None, now, rng);
             self.send_accept(gi, joiner);
@@ -292,8 +330,12 @@ impl GroupNode {
             }
             _ => (false, None),
         };
-        self.add_active(gi, from, biased, rtt, now, rng);
-        self.apply_watermarks(gi, watermarks);
+        if self.add_active(gi, from, biased, rtt, now, rng) {
+            // A new link: the other side learns where this node stands too, so each can
+            // repair what the other delivered before the link existed.
+            self.send_accept(gi, from);
+        }
+        self.apply_watermarks(gi, from.id, watermarks, now);
     }
 
     pub(crate) fn on_reject(&mut self, gi: usize, from: NodeRef, now: Instant, rng: &mut Rng) {
@@ -301,8 +343,18 @@ impl GroupNode {
         let kind = g
             .pending_index(from.id)
             .map(|i| g.pending.swap_remove(i).kind);
+        if kind.is_none() {
+            return;
+        }
+        // Ask someone else; this candidate rests for a shuffle period.
+        g.refused.retain(|(p, _)| *p != from.id);
+        if g.refused.len() >= REFUSED_MEMORY {
+            g.refused.remove(0);
+        }
+        g.refused
+            .push((from.id, now + self.config.shuffle_interval));
         if kind == Some(PendingKind::Join) {
-            // The contact is not (or no longer) a member.
+            // The contact is not (or no longer) a member, or is still joining itself.
             g.rejoin_due = Some(now + self.config.request_timeout);
         }
         self.fill(gi, now, rng);
@@ -397,6 +449,12 @@ impl GroupNode {
             self.groups[gi].shuffle_due = now + self.config.shuffle_interval;
             self.shuffle(gi, rng);
         }
+        let g = &mut self.groups[gi];
+        g.refused.retain(|(_, until)| *until > now);
+        if g.optimize_due <= now && g.active.len() < self.config.active_size {
+            // Short of neighbours: refused candidates may have rested by now.
+            self.fill(gi, now, rng);
+        }
         if self.groups[gi].optimize_due <= now {
             self.groups[gi].optimize_due = now + self.config.optimize_interval;
             self.optimize_probe(gi, now, rng);
@@ -433,7 +491,7 @@ impl GroupNode {
             if node.locator.is_some() {
                 a.node.locator = node.locator;
             }
-            a.rtt = rtt.or(a.rtt);
+            a.rtt = min_rtt(a.rtt, rtt);
             return false;
         }
         if g.active.len() >= self.config.active_size {
@@ -462,6 +520,7 @@ impl GroupNode {
         g.failed.retain(|f| f.node.id != node.id);
         if !g.joined {
             g.joined = true;
+            g.joined_at = now;
             self.events.push_back(GroupEvent::Joined { group });
         }
         self.events.push_back(GroupEvent::NeighborUp {
@@ -523,6 +582,11 @@ impl GroupNode {
                 .passive
                 .iter()
                 .filter(|p| g.pending_index(p.id).is_none())
+                .filter(|p| {
+                    !g.refused
+                        .iter()
+                        .any(|(r, until)| *r == p.id && *until > now)
+                })
                 .copied()
                 .collect();
             if candidates.is_empty() {
@@ -661,7 +725,14 @@ impl GroupNode {
     /// Measures the round trip to one passive candidate; the answer may earn it a biased slot.
     fn optimize_probe(&mut self, gi: usize, now: Instant, rng: &mut Rng) {
         let g = &self.groups[gi];
-        if self.config.latency_slots == 0 || g.active.is_empty() || g.passive.is_empty() {
+        if self.config.latency_slots == 0 || g.active.is_empty() {
+            return;
+        }
+        // Refresh one neighbour's round trip too: the first sample may include a handshake.
+        let a = g.active[rng.below(g.active.len() as u64) as usize].node;
+        self.ping(a, crate::detect::PingPurpose::Rtt, now, rng);
+        let g = &self.groups[gi];
+        if g.passive.is_empty() {
             return;
         }
         let candidate = g.passive[rng.below(g.passive.len() as u64) as usize];
@@ -764,6 +835,17 @@ impl GroupNode {
         self.groups.iter().any(|g| g.is_active(peer))
     }
 }
+
+/// The smaller of two optional round trips.
+pub(crate) fn min_rtt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Most refusing candidates remembered per group.
+const REFUSED_MEMORY: usize = 16;
 
 /// Up to `k` distinct random entries of `from`.
 pub(crate) fn sample<T: Copy>(from: &[T], k: usize, rng: &mut Rng) -> Vec<T> {

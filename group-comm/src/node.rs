@@ -131,7 +131,9 @@ impl GroupNode {
     /// `Delivered` event). The payload is never copied: the same bytes go to every tree link.
     ///
     /// # Errors
-    /// [`GroupError::NotMember`] if this node has not joined `group`.
+    /// [`GroupError::NotMember`] if this node has not joined `group`;
+    /// [`GroupError::NotConnected`] while it has no neighbour in it (still joining, or cut off):
+    /// retry after [`GroupEvent::Joined`] or [`GroupEvent::NeighborUp`].
     pub fn publish(
         &mut self,
         now: Instant,
@@ -143,6 +145,10 @@ impl GroupNode {
             .group_index(group)
             .ok_or(GroupError::NotMember(group))?;
         let g = &mut self.groups[gi];
+        if g.active.is_empty() && g.contact.is_some() {
+            // Nobody would receive it, and members joining later start after it.
+            return Err(GroupError::NotConnected(group));
+        }
         let id = MessageId {
             source: self.me.id,
             epoch: self.epoch,
@@ -484,6 +490,10 @@ pub enum GroupError {
     /// The operation needs membership of the group.
     #[error("not a member of group {0}")]
     NotMember(GroupId),
+    /// The node has no neighbour in the group yet (or any more): nobody would receive the
+    /// message.
+    #[error("not connected to group {0} yet")]
+    NotConnected(GroupId),
     /// The node is in as many groups as it may be.
     #[error("too many groups (at most {0})")]
     TooManyGroups(usize),

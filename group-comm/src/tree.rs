@@ -258,6 +258,13 @@ impl GroupNode {
                 }
                 continue;
             }
+            if let Some(si) = g.source_index(id.source) {
+                let s = &mut g.sources[si];
+                if s.epoch == id.epoch {
+                    // Fills the gap of anything before it if the graft alone does not.
+                    s.note_exists(id.seq, from.id, now + self.config.repair_timeout);
+                }
+            }
             match g.missing.iter_mut().find(|m| m.id == id) {
                 Some(m) => {
                     if m.announcers.len() < MAX_ANNOUNCERS
