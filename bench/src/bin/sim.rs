@@ -354,12 +354,13 @@ fn simulate(label: &'static str, plan: Plan, quiet: bool) -> Result<Run> {
                 world.now().as_nanos() as f64 / end,
                 world.now().as_nanos(),
                 rate,
+                world.queued(),
             );
         }
     }
     let wall_s = started.elapsed().as_secs_f64();
     if !quiet {
-        eprint!("\r{:78}\r", "");
+        eprint!("\r{:100}\r", "");
     }
     let report = world.report();
     let failure = world.verdict().err().map(|failure| failure.to_string());
@@ -372,7 +373,7 @@ fn simulate(label: &'static str, plan: Plan, quiet: bool) -> Result<Run> {
     })
 }
 
-fn progress(label: &str, fraction: f64, now_ns: u64, events_per_s: f64) {
+fn progress(label: &str, fraction: f64, now_ns: u64, events_per_s: f64, queued: usize) {
     const WIDTH: usize = 30;
     let filled = ((fraction.clamp(0.0, 1.0)) * WIDTH as f64) as usize;
     let bar: String = (0..WIDTH)
@@ -381,9 +382,10 @@ fn progress(label: &str, fraction: f64, now_ns: u64, events_per_s: f64) {
     let mut stderr = std::io::stderr().lock();
     let _ = write!(
         stderr,
-        "\r{label:<9} [{bar}] {:>7.1} s virtual  {:>6.2} M events/s ",
+        "\r{label:<9} [{bar}] {:>7.1} s virtual  {:>5.2} M events/s  {:>5.1} M queued ",
         now_ns as f64 / 1e9,
-        events_per_s / 1e6
+        events_per_s / 1e6,
+        queued as f64 / 1e6
     );
     let _ = stderr.flush();
 }

@@ -266,6 +266,8 @@ pub struct Report {
     pub membership: ClassCount,
     /// Detection transmits.
     pub detection: ClassCount,
+    /// Transmits per frame kind (indexed by the kind byte, see `wire::GroupFrameKind`).
+    pub frames_by_kind: [u64; 32],
     /// Frames lost on a link (drop mode).
     pub frames_lost: u64,
     /// Frames dropped between partition sides.
@@ -330,6 +332,12 @@ impl Report {
                 "membership": class(&self.membership),
                 "detection": class(&self.detection),
             },
+            "frames_by_kind": KIND_NAMES
+                .iter()
+                .enumerate()
+                .filter(|(kind, name)| !name.is_empty() && self.frames_by_kind[*kind] > 0)
+                .map(|(kind, name)| ((*name).to_owned(), json!(self.frames_by_kind[kind])))
+                .collect::<serde_json::Map<_, _>>(),
             "frames_lost": self.frames_lost,
             "frames_partitioned": self.frames_partitioned,
             "frames_to_crashed": self.frames_to_crashed,
@@ -362,6 +370,42 @@ impl Report {
         })
     }
 }
+
+/// Names of the frame kinds by kind byte (`wire::GroupFrameKind`), empty where unassigned.
+const KIND_NAMES: [&str; 32] = [
+    "",
+    "join",
+    "forward_join",
+    "neighbor",
+    "accept",
+    "reject",
+    "disconnect",
+    "shuffle",
+    "shuffle_reply",
+    "heartbeat",
+    "ping",
+    "pong",
+    "probe_request",
+    "probe_ack",
+    "",
+    "",
+    "data",
+    "ihave",
+    "graft",
+    "prune",
+    "repair_request",
+    "repair_missing",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+];
 
 #[cfg(test)]
 mod tests {

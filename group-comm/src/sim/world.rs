@@ -83,6 +83,8 @@ struct Core {
     latency: [Histogram; 2],
     rdp_milli: [Histogram; 2],
     classes: [ClassCount; 4],
+    /// Transmits per frame kind byte.
+    kinds: [u64; 32],
     frames_lost: u64,
     frames_partitioned: u64,
     frames_to_crashed: u64,
@@ -237,6 +239,7 @@ impl World {
             latency: [Histogram::new(), Histogram::new()],
             rdp_milli: [Histogram::new(), Histogram::new()],
             classes: [ClassCount::default(); 4],
+            kinds: [0; 32],
             frames_lost: 0,
             frames_partitioned: 0,
             frames_to_crashed: 0,
@@ -323,6 +326,12 @@ impl World {
     /// Protocol inputs processed so far (frames, timeouts, joins, publishes).
     pub fn events_processed(&self) -> u64 {
         self.core.events_processed
+    }
+
+    /// Items in the event queue (frames in flight, timers, plan actions), stale timers
+    /// included: the simulator's own memory grows with it.
+    pub fn queued(&self) -> usize {
+        self.core.queue.len()
     }
 
     /// The plan.
@@ -849,6 +858,9 @@ impl Core {
         let class = class_index(transmit.class);
         self.classes[class].frames += 1;
         self.classes[class].bytes += bytes as u64;
+        if let Some(kind) = transmit.frame.get(3) {
+            self.kinds[usize::from(*kind) % 32] += 1;
+        }
         self.trace.write_u64(now);
         self.trace
             .write_u64((u64::from(from) << 32) | u64::from(to));
@@ -1249,6 +1261,7 @@ impl Core {
             tree: self.classes[1],
             membership: self.classes[2],
             detection: self.classes[3],
+            frames_by_kind: self.kinds,
             frames_lost: self.frames_lost,
             frames_partitioned: self.frames_partitioned,
             frames_to_crashed: self.frames_to_crashed,
