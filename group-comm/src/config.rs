@@ -137,8 +137,8 @@ impl GroupConfig {
         if self.latency_slots >= self.active_size {
             return bad("latency_slots (< active_size)");
         }
-        if self.join_walk == 0 || self.passive_walk > self.join_walk {
-            return bad("join_walk / passive_walk");
+        if self.join_walk == 0 || self.join_walk > 64 || self.passive_walk > self.join_walk {
+            return bad("join_walk (1..=64) / passive_walk (<= join_walk)");
         }
         if self.shuffle_active + self.shuffle_passive + 1 > crate::wire::MAX_NODE_REFS {
             return bad("shuffle_active + shuffle_passive");

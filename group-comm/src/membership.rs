@@ -185,7 +185,7 @@ impl GroupNode {
             if let Some(contact) = g.contact.filter(|c| c.id != from.id) {
                 // Still joining (or cut off) itself: taking the joiner now would make an island
                 // of two that no walk leaves. Pass the join on towards the overlay instead.
-                let ttl = self.config.join_walk;
+                let ttl = self.config.join_walk + RELAY_HOPS;
                 self.send(
                     group,
                     contact,
@@ -221,17 +221,23 @@ impl GroupNode {
             return;
         }
         let g = &self.groups[gi];
-        if !g.active.is_empty() && !g.is_active(from.id) && ttl == self.config.join_walk {
-            // A join relayed by a node that was not in the overlay yet: treat it as a join
-            // here, so the joiner gets a walk from every neighbour, not just one.
+        if !g.active.is_empty() && ttl > self.config.join_walk {
+            // A join relayed by a node that was not in the overlay yet (marked by a ttl no walk
+            // carries): treat it as a join here, so the joiner gets a walk from every
+            // neighbour, not just one.
             self.on_join(gi, joiner, now, rng);
             return;
         }
         if g.active.is_empty() {
             if let Some(contact) = g.contact.filter(|c| c.id != joiner.id && c.id != from.id) {
-                // Not in the overlay yet: relay towards it rather than form an island.
-                let group = g.id;
-                self.send(group, contact, &GroupFrame::ForwardJoin { joiner, ttl });
+                // Not in the overlay yet: relay towards it rather than form an island. A relay
+                // spends one of its hops; a chain of nodes all still joining drops it, and the
+                // joiner retries.
+                if ttl > self.config.join_walk + 1 {
+                    let group = g.id;
+                    let ttl = ttl - 1;
+                    self.send(group, contact, &GroupFrame::ForwardJoin { joiner, ttl });
+                }
                 return;
             }
         }
@@ -843,6 +849,10 @@ pub(crate) fn min_rtt(a: Option<Duration>, b: Option<Duration>) -> Option<Durati
         (a, b) => a.or(b),
     }
 }
+
+/// Relays a join may take through nodes that are still joining themselves. Relayed joins carry
+/// a walk ttl above `join_walk` (which no walk carries), so a member knows to treat them as joins.
+const RELAY_HOPS: u8 = 4;
 
 /// Most refusing candidates remembered per group.
 const REFUSED_MEMORY: usize = 16;
