@@ -67,8 +67,10 @@ pub struct GroupConfig {
     pub lazy_interval: Duration,
     /// How long an announced message may be missing before a graft asks for it.
     pub graft_timeout: Duration,
-    /// Hop-count difference at which an earlier announcer replaces a tree link (Plumtree §3.8).
-    pub optimization_hops: u16,
+    /// How much earlier a lazy link must announce a message than the eager copy arrives for the
+    /// two links to swap (Plumtree §3.8, measured in time rather than hops: on links of unequal
+    /// latency the fewest hops is not the fastest path).
+    pub optimization_delay: Duration,
 
     /// Messages kept for grafts and repair.
     pub cache_capacity: usize,
@@ -112,7 +114,7 @@ impl GroupConfig {
             dissemination: Dissemination::Tree,
             lazy_interval: Duration::from_millis(20),
             graft_timeout: Duration::from_millis(250),
-            optimization_hops: 3,
+            optimization_delay: Duration::from_millis(50),
             cache_capacity: 128,
             reorder_capacity: 256,
             repair_timeout: Duration::from_millis(250),
@@ -167,6 +169,7 @@ impl GroupConfig {
             self.repair_timeout,
             self.optimize_interval,
             self.suspicion_timeout,
+            self.optimization_delay,
         ];
         if timers.iter().any(|d| d.is_zero()) {
             return bad("a timer is zero");

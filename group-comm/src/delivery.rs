@@ -31,8 +31,6 @@ pub(crate) struct Cached {
     pub(crate) id: MessageId,
     /// Hops from the source to this node.
     pub(crate) hop: u16,
-    /// The neighbour it came from (`None` for this node's own messages).
-    pub(crate) from: Option<NodeId>,
     pub(crate) payload: Bytes,
 }
 
@@ -53,10 +51,6 @@ impl Cache {
 
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Cached> {
         self.entries.iter().rev().find(|c| c.id == *id)
-    }
-
-    pub(crate) fn get_mut(&mut self, id: &MessageId) -> Option<&mut Cached> {
-        self.entries.iter_mut().rev().find(|c| c.id == *id)
     }
 }
 

@@ -5,8 +5,9 @@
 //! every `lazy_interval`) to its lazy peers. §3.3: a duplicate on an eager link makes that link
 //! lazy and sends a `Prune`; an announced message still missing after `graft_timeout` is asked
 //! for with a `Graft`, which makes the announcer's link eager again: that is how a tree repairs
-//! itself after a failure. §3.8: an announcement that arrives `optimization_hops` hops earlier
-//! than the eager copy swaps the two links. New neighbours start eager, so the first message of
+//! itself after a failure. §3.8: an announcement that arrives `optimization_delay` before the
+//! eager copy swaps the two links (by time, not hop count: on links of unequal latency the
+//! fewest hops is not the fastest path). New neighbours start eager, so the first message of
 //! a source floods and its duplicates carve the tree. With `Dissemination::Flood` there is no
 //! tree: each node pushes to `fanout` random neighbours.
 
@@ -33,6 +34,9 @@ const MAX_LAZY_QUEUE: usize = 8192;
 pub(crate) struct Missing {
     pub(crate) id: MessageId,
     pub(crate) deadline: Instant,
+    /// When, and from whom, the first announcement came.
+    first_seen: Instant,
+    first_announcer: NodeId,
     announcers: Vec<(NodeId, u16)>,
     grafted: Option<NodeId>,
 }
@@ -58,7 +62,6 @@ impl GroupNode {
         self.groups[gi].cache.insert(Cached {
             id,
             hop,
-            from: from.map(|f| f.id),
             payload: payload.clone(),
         });
         self.forward(gi, &id, hop, &payload, from.map(|f| f.id), now, rng);
@@ -101,6 +104,7 @@ impl GroupNode {
             return;
         }
         let g = &mut self.groups[gi];
+        let mut swap_to = None;
         if let Some(i) = g.missing.iter().position(|m| m.id == id) {
             let m = g.missing.swap_remove(i);
             if m.grafted.is_some() {
@@ -110,7 +114,24 @@ impl GroupNode {
                     source: id.source,
                     via: from.id,
                 });
+            } else if tree
+                && flags.0 == 0
+                && m.first_announcer != from.id
+                && now >= m.first_seen + self.config.optimization_delay
+                && g.is_active(m.first_announcer)
+            {
+                // §3.8: the lazy link announced it much earlier than the tree delivered it.
+                swap_to = Some(m.first_announcer);
             }
+        }
+        if let Some(faster) = swap_to {
+            let g = &mut self.groups[gi];
+            g.sources[si].lazy.retain(|p| *p != faster);
+            let group = g.id;
+            let to = self.locate(faster);
+            self.stats.grafts_sent += 1;
+            self.send(group, to, &GroupFrame::Graft { id, want: false });
+            self.prune(gi, from, id.source);
         }
         let g = &mut self.groups[gi];
         if tree && !flags.is_repair() && g.is_active(from.id) {
@@ -120,7 +141,6 @@ impl GroupNode {
         g.cache.insert(Cached {
             id,
             hop,
-            from: Some(from.id),
             payload: payload.clone(),
         });
         if !flags.is_repair() {
@@ -221,7 +241,6 @@ impl GroupNode {
         announcements: &[Announcement],
         now: Instant,
     ) {
-        let threshold = self.config.optimization_hops;
         let graft_timeout = self.config.graft_timeout;
         for ann in announcements {
             let id = ann.id;
@@ -233,29 +252,6 @@ impl GroupNode {
                 .source(id.source)
                 .is_some_and(|s| s.epoch == id.epoch && s.has(id.seq));
             if have {
-                // §3.8: the announcer is much closer to the source than our eager parent.
-                let via = ann.hop.saturating_add(1);
-                let swap = match g.cache.get_mut(&id) {
-                    Some(c) if c.from.is_some() && c.hop >= via.saturating_add(threshold) => {
-                        let parent = c.from;
-                        c.from = Some(from.id);
-                        c.hop = via;
-                        parent
-                    }
-                    _ => None,
-                };
-                if let Some(parent) = swap {
-                    if parent != from.id && g.is_active(from.id) {
-                        if let Some(si) = g.source_index(id.source) {
-                            g.sources[si].lazy.retain(|p| *p != from.id);
-                        }
-                        let group = g.id;
-                        self.stats.grafts_sent += 1;
-                        self.send(group, from, &GroupFrame::Graft { id, want: false });
-                        let parent_ref = self.locate(parent);
-                        self.prune(gi, parent_ref, id.source);
-                    }
-                }
                 continue;
             }
             if let Some(si) = g.source_index(id.source) {
@@ -278,6 +274,8 @@ impl GroupNode {
                         g.missing.push(Missing {
                             id,
                             deadline: now + graft_timeout,
+                            first_seen: now,
+                            first_announcer: from.id,
                             announcers: vec![(from.id, ann.hop)],
                             grafted: None,
                         });
