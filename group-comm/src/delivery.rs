@@ -460,11 +460,13 @@ impl GroupNode {
     pub(crate) fn watermarks(&self, gi: usize) -> Vec<Watermark> {
         let g = &self.groups[gi];
         let mut out = Vec::new();
-        out.push(Watermark {
-            source: self.me.id,
-            epoch: self.epoch,
-            next_seq: g.next_seq,
-        });
+        if g.next_seq > 0 {
+            out.push(Watermark {
+                source: self.me.id,
+                epoch: self.epoch,
+                next_seq: g.next_seq,
+            });
+        }
         let mut order: Vec<&Source> = g.sources.iter().filter(|s| s.id != self.me.id).collect();
         order.sort_by_key(|s| core::cmp::Reverse(s.last_heard));
         for s in order.into_iter().take(MAX_WATERMARKS - 1) {
@@ -493,7 +495,8 @@ impl GroupNode {
         // standing has simply not heard of the source yet, so it starts at 0 and repairs.
         let adopt = now < g.joined_at + self.config.request_timeout;
         for w in watermarks {
-            if w.source == self.me.id {
+            if w.source == self.me.id || w.next_seq == 0 {
+                // Position 0 is where an unknown source starts anyway.
                 continue;
             }
             if let Some(si) = g.source_index(w.source) {

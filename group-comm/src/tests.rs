@@ -236,3 +236,61 @@ fn a_crashed_neighbour_is_suspected_then_failed_and_replaced() {
         assert!(net.delivered(i).contains(&(0, 0)), "node {i}");
     }
 }
+
+/// Plumtree §3: on equal links the first copy of a source's first message arrives along a
+/// shortest path, and the duplicates prune every other link, so each node's hop count is its
+/// breadth-first depth in the overlay, for every later message too.
+#[test]
+fn on_equal_links_the_tree_is_a_breadth_first_tree() {
+    let n = 300;
+    let mut config = GroupConfig::for_group_size(n);
+    config.latency_slots = 0;
+    let mut net = Net::new(n, &config, 5);
+    let g = GroupId::from_name("test");
+    net.with(0, |node, now, rng| {
+        node.join(now, g, None, rng).expect("join")
+    });
+    for i in 1..n {
+        let contact = node_ref((i * 7919) % i);
+        net.with(i, |node, now, rng| {
+            node.join(now, g, Some(contact), rng).expect("join")
+        });
+        let t = net.now + Duration::from_millis(20);
+        net.run_until(t);
+    }
+    let t = net.now + Duration::from_secs(30);
+    net.run_until(t);
+    let src = 7;
+    for k in 0..5u64 {
+        net.with(src, |node, now, rng| {
+            node.publish(now, g, Bytes::from(vec![k as u8; 8]), rng)
+                .expect("member");
+        });
+        let t = net.now + Duration::from_millis(200);
+        net.run_until(t);
+    }
+    let mut depth = vec![u16::MAX; n];
+    depth[src] = 0;
+    let mut queue = std::collections::VecDeque::from([src]);
+    while let Some(x) = queue.pop_front() {
+        for p in net.nodes[x].view(g).expect("member").active {
+            let y = index(p);
+            if depth[y] == u16::MAX {
+                depth[y] = depth[x] + 1;
+                queue.push_back(y);
+            }
+        }
+    }
+    for (i, d) in depth.iter().enumerate() {
+        let hops: Vec<u16> = net.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                GroupEvent::Delivered { id, hops, .. } if index(id.source) == src => Some(*hops),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hops, vec![*d; 5], "node {i}");
+    }
+    let grafts: u64 = net.nodes.iter().map(|x| x.stats().grafts_sent).sum();
+    assert_eq!(grafts, 0, "a stable tree needs no graft");
+}
