@@ -348,7 +348,8 @@ impl Default for Broadcasts {
 pub struct Crash {
     /// When, from the traffic start.
     pub at: Duration,
-    /// Fraction of the live nodes (sources excluded when [`Plan::spare_sources`]) that crash.
+    /// Fraction of the live nodes that crash (drawn among non-sources when
+    /// [`Plan::spare_sources`]).
     pub fraction: f64,
 }
 

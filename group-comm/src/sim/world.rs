@@ -691,8 +691,16 @@ impl World {
         let mut candidates: Vec<u32> = (0..self.nodes.len() as u32)
             .filter(|&i| self.core.victim_allowed(i))
             .collect();
-        let count = (fraction * candidates.len() as f64).round() as usize;
+        // A fraction of all live nodes, drawn among those that may be victims.
+        let live = self
+            .core
+            .state
+            .iter()
+            .filter(|s| **s == NodeState::Live)
+            .count();
+        let count = (fraction * live as f64).round() as usize;
         let victims = self.core.choose(&mut candidates, count);
+        let count = victims.len();
         for &victim in victims {
             self.crash(victim);
         }
