@@ -97,6 +97,9 @@ struct Core {
     events_processed: u64,
     timers_clamped: u64,
     repairs: Vec<RepairState>,
+    /// Nodes whose inputs, transmits and events are logged, for diagnosis.
+    watched: Vec<u32>,
+    log: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -251,6 +254,8 @@ impl World {
             events_processed: 0,
             timers_clamped: 0,
             repairs: Vec::new(),
+            watched: Vec::new(),
+            log: Vec::new(),
             plan,
         };
         let mut world = Self {
@@ -432,6 +437,17 @@ impl World {
         self.core.broadcasts.get(index)?.id
     }
 
+    /// Logs everything node `index` receives, sends and reports from now on (decoded frames and
+    /// events, one line each), for diagnosing a failing seed. Costs nothing for other nodes.
+    pub fn watch(&mut self, index: usize) {
+        self.core.watched.push(index as u32);
+    }
+
+    /// Takes the log of the watched nodes.
+    pub fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.core.log)
+    }
+
     /// Timers the world had to push forward because a node asked to be woken at or before the
     /// instant it had just been woken at (a protocol livelock otherwise).
     pub fn timers_clamped(&self) -> u64 {
@@ -503,6 +519,16 @@ impl World {
         }
         if frame.payload_class {
             self.core.count_copy(frame.to, &frame.payload);
+        }
+        if self.core.is_watched(frame.to) {
+            let line = format!(
+                "{:?} node {} <- {}: {}",
+                Instant::from_nanos(self.core.now_ns),
+                frame.to,
+                frame.from,
+                describe_frame(&frame.head, frame.payload.len())
+            );
+            self.core.log.push(line);
         }
         let Some(n) = self.nodes[to].as_mut() else {
             return;
@@ -801,6 +827,10 @@ impl World {
 }
 
 impl Core {
+    fn is_watched(&self, node: u32) -> bool {
+        !self.watched.is_empty() && self.watched.contains(&node)
+    }
+
     fn schedule(&mut self, at_ns: u64, action: Action) {
         let slot = match self.free_actions.pop() {
             Some(slot) => {
@@ -862,6 +892,14 @@ impl Core {
             return;
         }
         let to = to as u32;
+        if self.is_watched(from) || self.is_watched(to) {
+            let line = format!(
+                "{:?} node {from} -> {to}: {}",
+                Instant::from_nanos(now),
+                describe_frame(&transmit.frame, transmit.payload.len())
+            );
+            self.log.push(line);
+        }
         let bytes = transmit.frame.len() + transmit.payload.len();
         let class = class_index(transmit.class);
         self.classes[class].frames += 1;
@@ -929,6 +967,19 @@ impl Core {
 
     fn on_event(&mut self, node: u32, event: GroupEvent) {
         let now = self.now_ns;
+        if self.is_watched(node) {
+            let line = match &event {
+                GroupEvent::Delivered { id, hops, .. } => {
+                    format!(
+                        "delivered {}/{}/{} after {hops} hops",
+                        id.source, id.epoch, id.seq
+                    )
+                }
+                other => format!("{other:?}"),
+            };
+            let line = format!("{:?} node {node} event {line}", Instant::from_nanos(now));
+            self.log.push(line);
+        }
         self.trace.write_u64(now);
         self.trace.write_u64(u64::from(node));
         match event {
@@ -1387,6 +1438,18 @@ pub(crate) fn node_index(id: &NodeId) -> usize {
     let mut first = [0u8; 8];
     first.copy_from_slice(&id.0[..8]);
     usize::try_from(u64::from_be_bytes(first)).unwrap_or(usize::MAX)
+}
+
+/// A frame for the watch log: its decoded form, or why it does not decode.
+fn describe_frame(head: &[u8], payload_bytes: usize) -> String {
+    match crate::wire::decode(head) {
+        Ok((_, crate::wire::GroupFrame::Data { id, hop, flags, .. })) => format!(
+            "Data {}/{}/{} hop {hop} flags {:#x} ({payload_bytes} B)",
+            id.source, id.epoch, id.seq, flags.0
+        ),
+        Ok((_, frame)) => format!("{frame:?}"),
+        Err(error) => format!("undecodable: {error}"),
+    }
 }
 
 /// The broadcast index the simulator wrote at the start of a payload.
