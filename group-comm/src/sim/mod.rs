@@ -42,6 +42,7 @@ mod check;
 mod metrics;
 mod network;
 mod plan;
+mod queue;
 mod world;
 
 pub use check::{Checker, MAX_VIOLATIONS_KEPT, SimFailure, Violation};

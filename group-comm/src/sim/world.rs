@@ -1,6 +1,6 @@
 //! [`World`]: the discrete-event loop that runs a [`Plan`] over many [`GroupNode`]s.
 //!
-//! One event queue ([`Scheduler`], keyed by `(time, insertion sequence)`) holds frame arrivals,
+//! One event queue (`EventQueue`, keyed by `(time, insertion sequence)`) holds frame arrivals,
 //! node timers and the plan's actions. After every input to a node the world drains the node's
 //! transmits and events, then reads its next deadline; each node has at most one live timer (a
 //! popped timer whose deadline is no longer the node's is skipped). Frames go to receivers with
@@ -9,13 +9,14 @@
 use bytes::Bytes;
 use substrate::id::NodeId;
 use substrate::rand::Rng;
-use substrate::testing::{Scheduler, TraceHash};
+use substrate::testing::TraceHash;
 use substrate::time::{Instant, duration_ns};
 
 use super::check::{Checker, SimFailure, Violation};
 use super::metrics::{ClassCount, Histogram, PhaseReport, RepairReport, Report};
 use super::network::{Network, Route};
 use super::plan::{Plan, PlanError};
+use super::queue::EventQueue;
 use crate::GroupId;
 use crate::config::{Dissemination, GroupConfig};
 use crate::event::{GroupEvent, TrafficClass};
@@ -58,7 +59,7 @@ struct Core {
     end_ns: u64,
     first_fault_ns: u64,
     finished: bool,
-    queue: Scheduler<Due>,
+    queue: EventQueue<Due>,
     frames: Vec<FrameSlot>,
     free_frames: Vec<u32>,
     actions: Vec<Action>,
@@ -222,7 +223,7 @@ impl World {
             end_ns: duration_ns(plan.end_time()),
             first_fault_ns: first_fault,
             finished: false,
-            queue: Scheduler::new(),
+            queue: EventQueue::new(),
             frames: Vec::new(),
             free_frames: Vec::new(),
             actions: Vec::new(),
@@ -291,16 +292,12 @@ impl World {
         if self.core.finished {
             return false;
         }
-        let due = match self.core.queue.peek_time() {
-            Some(at) if at.as_nanos() <= self.core.end_ns => self.core.queue.pop(),
-            _ => None,
-        };
-        let Some((at, due)) = due else {
+        let Some((at, due)) = self.core.queue.pop_until(self.core.end_ns) else {
             self.core.finished = true;
             self.core.now_ns = self.core.end_ns;
             return false;
         };
-        self.core.now_ns = at.as_nanos();
+        self.core.now_ns = at;
         match due {
             Due::Timer(node) => self.fire_timer(node),
             Due::Frame(slot) => self.deliver_frame(slot),
@@ -842,8 +839,7 @@ impl Core {
                 (self.actions.len() - 1) as u32
             }
         };
-        self.queue
-            .push(Instant::from_nanos(at_ns), Due::Action(slot));
+        self.queue.push(at_ns, Due::Action(slot));
     }
 
     /// After an input to `node`: its transmits and events until both are empty, then its
@@ -875,7 +871,7 @@ impl Core {
         if next != self.deadline_ns[i] {
             self.deadline_ns[i] = next;
             if next != u64::MAX {
-                self.queue.push(Instant::from_nanos(next), Due::Timer(node));
+                self.queue.push(next, Due::Timer(node));
             }
         }
     }
@@ -939,7 +935,7 @@ impl Core {
                         (self.frames.len() - 1) as u32
                     }
                 };
-                self.queue.push(Instant::from_nanos(at), Due::Frame(slot));
+                self.queue.push(at, Due::Frame(slot));
             }
         }
     }
@@ -1498,22 +1494,6 @@ const PERCENTILES: [f64; 12] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queue_pops_ties_in_insertion_order() {
-        let mut queue = Scheduler::new();
-        queue.push(Instant::from_nanos(5), Due::Frame(1));
-        queue.push(Instant::from_nanos(3), Due::Frame(2));
-        queue.push(Instant::from_nanos(5), Due::Timer(3));
-        queue.push(Instant::from_nanos(5), Due::Action(4));
-        queue.push(Instant::from_nanos(3), Due::Frame(5));
-        let order: Vec<u32> = std::iter::from_fn(|| queue.pop())
-            .map(|(_, due)| match due {
-                Due::Timer(x) | Due::Frame(x) | Due::Action(x) => x,
-            })
-            .collect();
-        assert_eq!(order, vec![2, 5, 1, 3, 4]);
-    }
 
     #[test]
     fn node_index_reads_the_first_eight_bytes() {
