@@ -294,3 +294,78 @@ fn on_equal_links_the_tree_is_a_breadth_first_tree() {
     let grafts: u64 = net.nodes.iter().map(|x| x.stats().grafts_sent).sum();
     assert_eq!(grafts, 0, "a stable tree needs no graft");
 }
+
+/// Item 6: several groups at once with overlapping members; each has its own overlay, every
+/// member of a group gets all of that group's messages, and no payload frame of a group ever
+/// reaches a node outside it.
+#[test]
+fn groups_are_separate_overlays_and_payload_stays_among_members() {
+    let n = 90;
+    let config = GroupConfig::for_group_size(n);
+    let mut net = Net::new(n, &config, 9);
+    let groups = [
+        GroupId::from_name("a"),
+        GroupId::from_name("b"),
+        GroupId::from_name("c"),
+    ];
+    // Node i is in group k if (i + k) % 3 != 0: every node in two of the three groups.
+    let member = |i: usize, k: usize| (i + k) % 3 != 0;
+    for (k, g) in groups.iter().enumerate() {
+        let members: Vec<usize> = (0..n).filter(|&i| member(i, k)).collect();
+        let first = members[0];
+        net.with(first, |node, now, rng| {
+            node.join(now, *g, None, rng).expect("join")
+        });
+        for (j, &i) in members.iter().enumerate().skip(1) {
+            let contact = node_ref(members[(j * 7919) % j]);
+            net.with(i, |node, now, rng| {
+                node.join(now, *g, Some(contact), rng).expect("join")
+            });
+            let t = net.now + Duration::from_millis(20);
+            net.run_until(t);
+        }
+    }
+    let t = net.now + Duration::from_secs(20);
+    net.run_until(t);
+    // Watch every payload frame from here on.
+    let mut carried = vec![Vec::<GroupId>::new(); n];
+    for (k, g) in groups.iter().enumerate() {
+        let src = (0..n).find(|&i| member(i, k)).expect("members");
+        for j in 0..5u8 {
+            net.with(src, |node, now, rng| {
+                node.publish(now, *g, Bytes::from(vec![j; 16]), rng)
+                    .expect("member");
+            });
+        }
+    }
+    let end = net.now + Duration::from_secs(3);
+    while net.now < end {
+        // Step in small slices, inspecting what is in flight.
+        for Reverse((_, _, _, to, head, payload)) in net.queue.iter() {
+            if !payload.is_empty() {
+                let (g, _) = crate::wire::decode_header(head).expect("our own frame");
+                carried[*to].push(g);
+            }
+        }
+        let t = net.now + Duration::from_millis(1);
+        net.run_until(t);
+    }
+    for i in 0..n {
+        for (k, g) in groups.iter().enumerate() {
+            let got = net.events[i]
+                .iter()
+                .filter(|e| matches!(e, GroupEvent::Delivered { group, .. } if group == g))
+                .count();
+            if member(i, k) {
+                assert_eq!(got, 5, "node {i} group {k}");
+            } else {
+                assert_eq!(got, 0, "node {i} is not in group {k}");
+                assert!(
+                    !carried[i].contains(g),
+                    "node {i} carried payload of group {k}"
+                );
+            }
+        }
+        assert_eq!(net.nodes[i].stats().foreign_frames, 0, "node {i}");
+    }
+}
