@@ -350,7 +350,7 @@ fn groups_are_separate_overlays_and_payload_stays_among_members() {
         let t = net.now + Duration::from_millis(1);
         net.run_until(t);
     }
-    for i in 0..n {
+    for (i, carried) in carried.iter().enumerate() {
         for (k, g) in groups.iter().enumerate() {
             let got = net.events[i]
                 .iter()
