@@ -445,14 +445,7 @@ fn run() -> Result<()> {
         eprintln!("checker failure: {failure}");
         eprintln!(
             "reproduce: cargo run --release -p phyla-bench --bin sim -- {} --seed {}",
-            options
-                .raw
-                .chunks(2)
-                .filter(|pair| pair[0] != "--seed")
-                .flatten()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" "),
+            reproduce_args(&options.raw),
             options.seed
         );
     }
@@ -464,6 +457,23 @@ fn run() -> Result<()> {
         bail!("{} run(s) broke a checked property", failures.len());
     }
     Ok(())
+}
+
+/// The arguments as given, without `--seed` and its value (the reproduction line adds the
+/// seed last).
+fn reproduce_args(raw: &[String]) -> String {
+    let mut kept = Vec::new();
+    let mut skip = false;
+    for arg in raw {
+        if skip {
+            skip = false;
+        } else if arg == "--seed" {
+            skip = true;
+        } else {
+            kept.push(arg.as_str());
+        }
+    }
+    kept.join(" ")
 }
 
 /// A figure of both runs with its ratio (Plumtree over flooding).
@@ -816,6 +826,14 @@ mod tests {
         assert_eq!(plan.loss.mode, LossMode::Drop);
         assert!(plan.validate().is_ok());
         assert!(options.raw.contains(&"--no-baseline".to_owned()));
+    }
+
+    #[test]
+    fn reproduction_line_keeps_every_argument_but_the_seed() {
+        let options = parsed(&["--no-baseline", "--seed", "4", "--nodes", "50"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(reproduce_args(&options.raw), "--no-baseline --nodes 50");
     }
 
     #[test]
