@@ -78,6 +78,13 @@ pub struct GroupConfig {
     pub reorder_capacity: usize,
     /// How long a gap may stay open before a repair request goes out.
     pub repair_timeout: Duration,
+    /// How often a node sends its per-source positions to one random neighbour (anti-entropy):
+    /// it bounds how long a message whose every copy and announcement was lost goes unnoticed.
+    pub anti_entropy_interval: Duration,
+    /// How long a gap must have been open, with every neighbour asked, before it is reported
+    /// lost. A neighbour that lacks a message may only lack it *yet*; what the caches still
+    /// hold is recoverable for about `cache_capacity` messages' time.
+    pub loss_timeout: Duration,
     /// Sources tracked per group; the least recently heard is forgotten past this.
     pub max_sources: usize,
     /// Recently failed peers remembered and retried, so that a healed partition merges.
@@ -118,6 +125,8 @@ impl GroupConfig {
             cache_capacity: 128,
             reorder_capacity: 256,
             repair_timeout: Duration::from_millis(250),
+            loss_timeout: Duration::from_secs(5),
+            anti_entropy_interval: Duration::from_secs(1),
             max_sources: 256,
             failed_memory: 8,
             failed_retry_for: Duration::from_secs(120),
@@ -170,6 +179,8 @@ impl GroupConfig {
             self.optimize_interval,
             self.suspicion_timeout,
             self.optimization_delay,
+            self.loss_timeout,
+            self.anti_entropy_interval,
         ];
         if timers.iter().any(|d| d.is_zero()) {
             return bad("a timer is zero");

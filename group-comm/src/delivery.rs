@@ -83,6 +83,8 @@ struct Held {
 
 #[derive(Debug)]
 struct Repair {
+    /// When the gap opened.
+    since: Instant,
     deadline: Instant,
     /// Who to ask first: the neighbour that sent the message after the gap.
     hint: Option<NodeId>,
@@ -182,6 +184,7 @@ impl Source {
         self.known_end = end;
         if end > self.next && self.repair.is_none() {
             self.repair = Some(Repair {
+                since: deadline,
                 deadline,
                 hint: Some(from),
                 asked: Vec::new(),
@@ -241,6 +244,7 @@ impl GroupNode {
             s.held.insert(id.seq, Held { payload, hop });
             if s.repair.is_none() {
                 s.repair = Some(Repair {
+                    since: now,
                     deadline: now + self.config.repair_timeout,
                     hint: from,
                     asked: Vec::new(),
@@ -309,6 +313,10 @@ impl GroupNode {
     }
 
     pub(crate) fn delivery_timeout(&mut self, gi: usize, now: Instant, rng: &mut Rng) {
+        if self.groups[gi].sync_due <= now {
+            self.groups[gi].sync_due = now + self.config.anti_entropy_interval;
+            self.anti_entropy(gi, rng);
+        }
         for si in 0..self.groups[gi].sources.len() {
             let due = self.groups[gi].sources[si]
                 .repair
@@ -338,7 +346,14 @@ impl GroupNode {
             None => self.random_active(gi, &asked, rng),
         };
         let Some(target) = target else {
-            self.declare_lost(gi, si, first, last);
+            let loss_at = r.since + self.config.loss_timeout;
+            if now >= loss_at {
+                self.declare_lost(gi, si, first, last);
+            } else if let Some(r) = &mut self.groups[gi].sources[si].repair {
+                // Everyone lacks it for now; it may still be on its way. Ask again later.
+                r.asked.clear();
+                r.deadline = loss_at.min(now + self.config.repair_timeout * 4);
+            }
             return;
         };
         let (source, epoch) = (s.id, s.epoch);
@@ -455,6 +470,21 @@ impl GroupNode {
         }
     }
 
+    /// Tells one random neighbour where this node stands, so it notices anything it lacks (the
+    /// last messages of a burst, say, whose every copy and announcement was lost).
+    fn anti_entropy(&mut self, gi: usize, rng: &mut Rng) {
+        let g = &self.groups[gi];
+        if g.sources.is_empty() && g.next_seq == 0 {
+            return;
+        }
+        let Some(to) = self.random_active(gi, &[], rng) else {
+            return;
+        };
+        let watermarks = self.watermarks(gi);
+        let group = self.groups[gi].id;
+        self.send(group, to, &GroupFrame::Watermarks { watermarks });
+    }
+
     /// Where this node's delivery of each source stands, for a new neighbour: its own stream
     /// first, then the sources heard from most recently.
     pub(crate) fn watermarks(&self, gi: usize) -> Vec<Watermark> {
@@ -479,21 +509,23 @@ impl GroupNode {
         out
     }
 
-    /// A new neighbour's positions: sources this node has not heard of start where it stands,
-    /// so that a new member does not wait for messages sent before it joined.
+    /// A neighbour's positions. With `adopt` (the Accept that made this node a member), sources
+    /// it has not heard of start where the neighbour stands, so that a new member does not wait
+    /// for messages sent before it joined; otherwise they only mark gaps to repair.
     pub(crate) fn apply_watermarks(
         &mut self,
         gi: usize,
         from: NodeId,
         watermarks: &[Watermark],
+        adopt: bool,
         now: Instant,
     ) {
         let max = self.config.max_sources;
         let repair_timeout = self.config.repair_timeout;
         let g = &mut self.groups[gi];
-        // A new member starts each source where its first neighbours stand; a member of longer
-        // standing has simply not heard of the source yet, so it starts at 0 and repairs.
-        let adopt = now < g.joined_at + self.config.request_timeout;
+        // A new member starts each source where its first neighbour stands (`adopt`); a member
+        // of longer standing has simply not heard of the source yet, so it starts at 0 and
+        // repairs.
         for w in watermarks {
             if w.source == self.me.id || w.next_seq == 0 {
                 // Position 0 is where an unknown source starts anyway.

@@ -34,6 +34,7 @@ pub(crate) struct Group {
     pub(crate) isolated: bool,
     pub(crate) shuffle_due: Instant,
     pub(crate) optimize_due: Instant,
+    pub(crate) sync_due: Instant,
     pub(crate) rejoin_due: Option<Instant>,
     pub(crate) failed: Vec<Failed>,
     /// Candidates that refused a neighbour request recently, and until when they are skipped.
@@ -102,6 +103,7 @@ impl Group {
             isolated: false,
             shuffle_due,
             optimize_due,
+            sync_due: now + jitter(config.anti_entropy_interval, rng),
             rejoin_due: None,
             failed: Vec::new(),
             refused: Vec::new(),
@@ -115,7 +117,7 @@ impl Group {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let mut t = Some(self.shuffle_due.min(self.optimize_due));
+        let mut t = Some(self.shuffle_due.min(self.optimize_due).min(self.sync_due));
         t = earliest(t, self.rejoin_due);
         t = earliest(t, self.lazy_due);
         for p in &self.pending {
@@ -336,12 +338,13 @@ impl GroupNode {
             }
             _ => (false, None),
         };
+        let adopt = !self.groups[gi].joined;
         if self.add_active(gi, from, biased, rtt, now, rng) {
             // A new link: the other side learns where this node stands too, so each can
             // repair what the other delivered before the link existed.
             self.send_accept(gi, from);
         }
-        self.apply_watermarks(gi, from.id, watermarks, now);
+        self.apply_watermarks(gi, from.id, watermarks, adopt, now);
     }
 
     pub(crate) fn on_reject(&mut self, gi: usize, from: NodeRef, now: Instant, rng: &mut Rng) {
@@ -418,7 +421,20 @@ impl GroupNode {
             }
         }
         let want = nodes.len().min(MAX_NODE_REFS);
-        let sample = sample(&self.groups[gi].passive, want, rng);
+        let g = &self.groups[gi];
+        let sample = if g.passive.len() >= want {
+            sample(&g.passive, want, rng)
+        } else {
+            // A young node's passive view is thin: its neighbours are candidates too.
+            let mut pool = g.passive.clone();
+            pool.extend(
+                g.active
+                    .iter()
+                    .map(|a| a.node)
+                    .filter(|n| n.id != origin.id),
+            );
+            sample(&pool, want, rng)
+        };
         self.send(group, origin, &GroupFrame::ShuffleReply { nodes: sample });
         for n in nodes {
             self.add_passive(gi, *n, rng);
@@ -452,7 +468,14 @@ impl GroupNode {
             self.fill(gi, now, rng);
         }
         if self.groups[gi].shuffle_due <= now {
-            self.groups[gi].shuffle_due = now + self.config.shuffle_interval;
+            // A thin passive view is all a node has to repair with: refill it sooner.
+            let thin = self.groups[gi].passive.len() < 2 * self.config.active_size;
+            let period = if thin {
+                self.config.shuffle_interval / 5
+            } else {
+                self.config.shuffle_interval
+            };
+            self.groups[gi].shuffle_due = now + period;
             self.shuffle(gi, rng);
         }
         let g = &mut self.groups[gi];
@@ -581,7 +604,11 @@ impl GroupNode {
                 .iter()
                 .filter(|p| p.kind == PendingKind::Neighbor)
                 .count();
-            if g.active.len() + asked >= size || (!g.active.is_empty() && asked > 0) {
+            // With one neighbour or none, a node is one failure from being cut off: it asks
+            // several candidates at once, with high priority (always accepted), and refusals
+            // do not hold it back.
+            let urgent = g.active.len() <= 1;
+            if g.active.len() + asked >= size || (!urgent && asked > 0) {
                 break;
             }
             let candidates: Vec<NodeRef> = g
@@ -589,9 +616,11 @@ impl GroupNode {
                 .iter()
                 .filter(|p| g.pending_index(p.id).is_none())
                 .filter(|p| {
-                    !g.refused
-                        .iter()
-                        .any(|(r, until)| *r == p.id && *until > now)
+                    urgent
+                        || !g
+                            .refused
+                            .iter()
+                            .any(|(r, until)| *r == p.id && *until > now)
                 })
                 .copied()
                 .collect();
@@ -599,7 +628,7 @@ impl GroupNode {
                 break;
             }
             let node = candidates[rng.below(candidates.len() as u64) as usize];
-            let priority = if g.active.is_empty() {
+            let priority = if urgent {
                 NeighborPriority::High
             } else {
                 NeighborPriority::Low
@@ -620,12 +649,13 @@ impl GroupNode {
             );
         }
         let g = &mut self.groups[gi];
-        if g.active.is_empty() && g.pending.is_empty() && !g.isolated && g.joined {
-            if g.contact.is_some() {
-                if g.rejoin_due.is_none() {
-                    g.rejoin_due = Some(now + self.config.request_timeout);
-                }
-            } else if g.failed.is_empty() {
+        if g.active.is_empty() && g.pending.is_empty() && g.joined {
+            if g.contact.is_some() && g.rejoin_due.is_none() {
+                g.rejoin_due = Some(now + self.config.request_timeout);
+            }
+            if g.passive.is_empty() && !g.isolated {
+                // Nobody left to ask but the contact (which may be gone too): the application
+                // must know, and may give a fresh contact with `join`.
                 g.isolated = true;
                 let group = g.id;
                 self.events.push_back(GroupEvent::Isolated { group });

@@ -335,6 +335,11 @@ impl GroupNode {
                 self.on_data(gi, from, id, hop, flags, payload, now, rng);
             }
             GroupFrame::IHave { announcements } => self.on_ihave(gi, from, &announcements, now),
+            GroupFrame::Watermarks { watermarks } => {
+                if self.groups[gi].is_active(from.id) {
+                    self.apply_watermarks(gi, from.id, &watermarks, false, now);
+                }
+            }
             GroupFrame::Graft { id, want } => self.on_graft(gi, from, id, want),
             GroupFrame::Prune { source } => self.on_prune(gi, from, source),
             GroupFrame::RepairRequest {
@@ -454,7 +459,9 @@ fn class_of(kind: GroupFrameKind) -> TrafficClass {
         | K::ShuffleReply => TrafficClass::Membership,
         K::Heartbeat | K::Ping | K::Pong | K::ProbeRequest | K::ProbeAck => TrafficClass::Detection,
         K::Data => TrafficClass::Payload,
-        K::IHave | K::Graft | K::Prune | K::RepairRequest | K::RepairMissing => TrafficClass::Tree,
+        K::IHave | K::Graft | K::Prune | K::RepairRequest | K::RepairMissing | K::Watermarks => {
+            TrafficClass::Tree
+        }
     }
 }
 

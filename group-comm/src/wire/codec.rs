@@ -104,18 +104,12 @@ pub fn decode(frame: &[u8]) -> Result<(GroupId, GroupFrame<'_>), GroupDecodeErro
             priority: priority_from_u8(r.u8()?)?,
             rtt_us: r.u32()?,
         },
-        GroupFrameKind::Accept => {
-            let count = r.count(FIELD_WATERMARKS, MAX_WATERMARKS, WATERMARK_LEN)?;
-            let mut watermarks = Vec::with_capacity(count);
-            for _ in 0..count {
-                watermarks.push(Watermark {
-                    source: r.node_id()?,
-                    epoch: r.u32()?,
-                    next_seq: r.u64()?,
-                });
-            }
-            GroupFrame::Accept { watermarks }
-        }
+        GroupFrameKind::Accept => GroupFrame::Accept {
+            watermarks: read_watermarks(&mut r)?,
+        },
+        GroupFrameKind::Watermarks => GroupFrame::Watermarks {
+            watermarks: read_watermarks(&mut r)?,
+        },
         GroupFrameKind::Reject => GroupFrame::Reject,
         GroupFrameKind::Disconnect => GroupFrame::Disconnect {
             leaving: r.bool("disconnect.leaving")?,
@@ -220,7 +214,7 @@ fn encode_frame(
             out.push(*priority as u8);
             out.extend_from_slice(&rtt_us.to_be_bytes());
         }
-        GroupFrame::Accept { watermarks } => {
+        GroupFrame::Accept { watermarks } | GroupFrame::Watermarks { watermarks } => {
             put_count(FIELD_WATERMARKS, watermarks.len(), MAX_WATERMARKS, out)?;
             for w in watermarks {
                 out.extend_from_slice(&w.source.0);
@@ -409,6 +403,7 @@ fn kind_from_u8(kind: u8) -> Option<GroupFrameKind> {
         19 => K::Prune,
         20 => K::RepairRequest,
         21 => K::RepairMissing,
+        22 => K::Watermarks,
         _ => return None,
     })
 }
@@ -580,7 +575,7 @@ const WATERMARK_LEN: usize = NodeId::LEN + 4 + 8;
 /// Bytes of one [`Announcement`].
 const ANNOUNCEMENT_LEN: usize = MESSAGE_ID_LEN + 2;
 
-const FIELD_WATERMARKS: &str = "accept.watermarks";
+const FIELD_WATERMARKS: &str = "watermarks";
 const FIELD_SHUFFLE_NODES: &str = "shuffle.nodes";
 const FIELD_SHUFFLE_REPLY_NODES: &str = "shuffle_reply.nodes";
 const FIELD_ANNOUNCEMENTS: &str = "ihave.announcements";
@@ -594,3 +589,17 @@ const _: () = assert!(MESSAGE_ID_LEN == NodeId::LEN + 4 + 8);
 const _: () = assert!(MAX_NODE_REFS <= u16::MAX as usize);
 const _: () = assert!(MAX_ANNOUNCEMENTS <= u16::MAX as usize);
 const _: () = assert!(MAX_WATERMARKS <= u16::MAX as usize);
+
+/// A `u16`-counted list of watermarks (`Accept` and `Watermarks` bodies).
+fn read_watermarks(r: &mut Reader<'_>) -> Result<Vec<Watermark>, GroupDecodeError> {
+    let count = r.count(FIELD_WATERMARKS, MAX_WATERMARKS, WATERMARK_LEN)?;
+    let mut watermarks = Vec::with_capacity(count);
+    for _ in 0..count {
+        watermarks.push(Watermark {
+            source: r.node_id()?,
+            epoch: r.u32()?,
+            next_seq: r.u64()?,
+        });
+    }
+    Ok(watermarks)
+}

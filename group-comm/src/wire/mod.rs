@@ -88,6 +88,8 @@ pub enum GroupFrameKind {
     RepairRequest = 20,
     /// Delivery: the range is not in the sender's cache.
     RepairMissing = 21,
+    /// Delivery: periodic anti-entropy, the sender's per-source positions.
+    Watermarks = 22,
 }
 
 /// A node and, where known, where it can be reached now. The locator is a hint: the NodeId is
@@ -282,6 +284,12 @@ pub enum GroupFrame<'a> {
         /// Last sequence number wanted (inclusive).
         last: u64,
     },
+    /// The sender's per-source positions, sent now and then to one neighbour, so that a message
+    /// whose push and announcements were all lost is still noticed and repaired.
+    Watermarks {
+        /// Where the sender stands, per source.
+        watermarks: Vec<Watermark>,
+    },
     /// `first..=last` of a source is not in the sender's cache.
     RepairMissing {
         /// The source.
@@ -318,6 +326,7 @@ impl GroupFrame<'_> {
             Self::Prune { .. } => GroupFrameKind::Prune,
             Self::RepairRequest { .. } => GroupFrameKind::RepairRequest,
             Self::RepairMissing { .. } => GroupFrameKind::RepairMissing,
+            Self::Watermarks { .. } => GroupFrameKind::Watermarks,
         }
     }
 }
