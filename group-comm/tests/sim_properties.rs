@@ -138,6 +138,9 @@ fn crash_of_30_percent_spares_every_later_message() {
                 at: Duration::from_secs(2),
                 fraction: 0.3,
             }],
+            // About 1 % of survivors lose every neighbour: they report `Isolated` and rejoin
+            // through a live member (as an application would), then repair from its cache.
+            settle: Duration::from_secs(15),
             ..plan(seed, 2_000, 100)
         },
         |world, report| {

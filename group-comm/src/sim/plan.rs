@@ -83,7 +83,7 @@ impl Plan {
             settle: Duration::from_secs(10),
             config: None,
             dissemination: None,
-            rejoin_after: Duration::from_secs(3),
+            rejoin_after: Duration::from_secs(1),
             spare_sources: true,
             sample_views: true,
         }
