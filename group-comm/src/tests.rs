@@ -139,8 +139,12 @@ impl Net {
 }
 
 fn joined(n: usize, seed: u64) -> (Net, GroupId) {
-    let config = GroupConfig::for_group_size(n);
-    let mut net = Net::new(n, &config, seed);
+    joined_with(n, &GroupConfig::for_group_size(n), seed)
+}
+
+/// `n` nodes joined one after another through earlier ones, then 30 s to settle.
+fn joined_with(n: usize, config: &GroupConfig, seed: u64) -> (Net, GroupId) {
+    let mut net = Net::new(n, config, seed);
     let g = GroupId::from_name("test");
     net.with(0, |node, now, rng| {
         node.join(now, g, None, rng).expect("join")
@@ -245,21 +249,7 @@ fn on_equal_links_the_tree_is_a_breadth_first_tree() {
     let n = 300;
     let mut config = GroupConfig::for_group_size(n);
     config.latency_slots = 0;
-    let mut net = Net::new(n, &config, 5);
-    let g = GroupId::from_name("test");
-    net.with(0, |node, now, rng| {
-        node.join(now, g, None, rng).expect("join")
-    });
-    for i in 1..n {
-        let contact = node_ref((i * 7919) % i);
-        net.with(i, |node, now, rng| {
-            node.join(now, g, Some(contact), rng).expect("join")
-        });
-        let t = net.now + Duration::from_millis(20);
-        net.run_until(t);
-    }
-    let t = net.now + Duration::from_secs(30);
-    net.run_until(t);
+    let (mut net, g) = joined_with(n, &config, 5);
     let src = 7;
     for k in 0..5u64 {
         net.with(src, |node, now, rng| {

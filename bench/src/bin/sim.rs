@@ -132,7 +132,8 @@ usage: cargo run --release -p phyla-bench --bin sim -- [options]
   --partition-for S     how long it lasts (default 5)
   --churn-rate R        crashes and restarts per node per minute (churn; default 0.01)
   --uplink BYTES        per-node uplink in bytes per second (default unlimited)
-  --stabilize S         quiet seconds before traffic (default 5)
+  --stabilize S         quiet seconds before traffic (default 60: the latency-biased
+                        neighbour slots need about a minute to converge)
   --settle S            seconds simulated after the last broadcast (default 10)
   --seed N              the seed (default 1)
   --flood-fanout N      the baseline's fan-out (default: the active view size)
@@ -287,7 +288,7 @@ fn plan(options: &Options) -> Plan {
             probability: options.loss,
             mode: options.loss_mode,
         },
-        stabilize: options.stabilize.unwrap_or(base.stabilize),
+        stabilize: options.stabilize.unwrap_or(DEFAULT_STABILIZE),
         broadcasts: Broadcasts {
             count: options.broadcasts,
             sources: options.sources,
@@ -847,3 +848,7 @@ mod tests {
         assert!(parsed(&["--help"]).unwrap().is_none());
     }
 }
+
+/// Quiet time before traffic unless `--stabilize` says otherwise: the latency-biased active
+/// slots converge in about a minute of virtual time, and the figures are for a settled overlay.
+const DEFAULT_STABILIZE: Duration = Duration::from_secs(60);
