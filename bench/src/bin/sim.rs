@@ -793,6 +793,10 @@ fn write_plots(options: &Options, plan: &Plan, runs: &[&Run]) -> Result<Vec<Stri
 /// Events between two progress updates.
 const PROGRESS_EVENTS: u64 = 200_000;
 
+/// Quiet time before traffic unless `--stabilize` says otherwise: the latency-biased active
+/// slots converge in about a minute of virtual time, and the figures are for a settled overlay.
+const DEFAULT_STABILIZE: Duration = Duration::from_secs(60);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,7 +852,3 @@ mod tests {
         assert!(parsed(&["--help"]).unwrap().is_none());
     }
 }
-
-/// Quiet time before traffic unless `--stabilize` says otherwise: the latency-biased active
-/// slots converge in about a minute of virtual time, and the figures are for a settled overlay.
-const DEFAULT_STABILIZE: Duration = Duration::from_secs(60);
