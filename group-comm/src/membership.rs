@@ -28,9 +28,6 @@ pub(crate) struct Group {
     /// The contact given to `join`, used again if the node is cut off.
     pub(crate) contact: Option<NodeRef>,
     pub(crate) joined: bool,
-    /// When this node got its first neighbour: for a short while after, it adopts neighbours'
-    /// positions for sources it never heard of.
-    pub(crate) joined_at: Instant,
     pub(crate) isolated: bool,
     pub(crate) shuffle_due: Instant,
     pub(crate) optimize_due: Instant,
@@ -99,7 +96,6 @@ impl Group {
             pending: Vec::new(),
             contact: None,
             joined: false,
-            joined_at: Instant::ZERO,
             isolated: false,
             shuffle_due,
             optimize_due,
@@ -549,7 +545,6 @@ impl GroupNode {
         g.failed.retain(|f| f.node.id != node.id);
         if !g.joined {
             g.joined = true;
-            g.joined_at = now;
             self.events.push_back(GroupEvent::Joined { group });
         }
         self.events.push_back(GroupEvent::NeighborUp {
