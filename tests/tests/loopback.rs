@@ -4,10 +4,11 @@
 //! never on timings. Deadlines are give-up bounds: the peers exit on their own after
 //! [`PEER_DEADLINE_SECS`], and when this process ends their standard input closes and they stop.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+mod common;
+
 use std::sync::Mutex;
 
+use common::Peer;
 use serde_json::Value;
 
 /// The tests run one at a time: each pair of peers busy-polls, one process per core.
@@ -195,74 +196,5 @@ impl std::fmt::Display for Run {
             "driver {}\nreceiver: {}\nsender: {}",
             self.driver, self.receiver, self.sender
         )
-    }
-}
-
-/// A `phyla-peer` process. Dropping it kills the process if it still runs.
-struct Peer {
-    role: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Peer {
-    fn spawn(role: &'static str, args: Vec<String>) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_phyla-peer"))
-            .arg(role)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning phyla-peer {role}: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Self {
-            role,
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    /// The next JSON line; panics with the exit status if there is none.
-    fn line(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .unwrap_or_else(|e| panic!("reading from phyla-peer {}: {e}", self.role));
-        if n == 0 {
-            let status = self.child.wait();
-            panic!(
-                "phyla-peer {} ended without a report: {status:?}",
-                self.role
-            );
-        }
-        serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("phyla-peer {} printed {line:?}: {e}", self.role))
-    }
-
-    /// The final report, and whether the peer succeeded (exit status is in the report then).
-    fn last(&mut self) -> (Value, bool) {
-        let mut report = self.line();
-        self.stdin = None;
-        let status = self.child.wait().expect("waiting for phyla-peer");
-        let ok = status.success() && report.get("error").is_none();
-        if !ok {
-            report["exit"] = Value::String(status.to_string());
-        }
-        (report, ok)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stdin = None;
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

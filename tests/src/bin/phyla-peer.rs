@@ -7,6 +7,7 @@
 //! ```
 //!
 //! `--rx-slots N` sizes the driver's receive pool (default: the driver's default).
+//! `--bind-ip IP` binds to that address instead of 127.0.0.1 (a testbed host's address, say).
 //!
 //! Both run one shard in invoker mode on the main thread. The receiver prints
 //! `{"listening":"ADDR"}` first; each role prints one final JSON line with what it saw and exits
@@ -26,7 +27,7 @@
 )]
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -96,6 +97,7 @@ enum Role {
 struct Options {
     role: Role,
     driver: DriverKind,
+    bind_ip: IpAddr,
     port: u16,
     to: Option<SocketAddr>,
     loss: f64,
@@ -117,6 +119,7 @@ impl Options {
         let mut o = Self {
             role,
             driver: DriverKind::Poll,
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
             port: 0,
             to: None,
             loss: 0.0,
@@ -140,6 +143,7 @@ impl Options {
                     o.driver = DriverKind::parse(value).with_context(bad)?;
                 }
                 "--port" => o.port = value.parse().with_context(bad)?,
+                "--bind-ip" => o.bind_ip = value.parse().with_context(bad)?,
                 "--to" => o.to = Some(value.parse().with_context(bad)?),
                 "--loss" => o.loss = value.parse().with_context(bad)?,
                 "--seed" => o.seed = value.parse().with_context(bad)?,
@@ -163,7 +167,7 @@ impl Options {
 
     fn node(&self, id: u64, port: u16) -> Result<Node, Failure> {
         let mut b = Node::builder(NodeId::from_u64(id))
-            .bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .bind(SocketAddr::new(self.bind_ip, port))
             .shards(1)
             .driver(self.driver)
             .threading(Threading::Invoker)
@@ -435,7 +439,7 @@ fn send(o: &Options) -> Result<Value, Failure> {
     while !closed {
         while sent < o.count {
             if o.rebind_at == Some(sent) && rebound.is_none() {
-                node.rebind(0, SocketAddr::from(([127, 0, 0, 1], 0)))
+                node.rebind(0, SocketAddr::new(o.bind_ip, 0))
                     .context("rebind")
                     .map_err(Failure::Error)?;
                 rebound = Some(node.locators()[0]);
