@@ -448,12 +448,9 @@ impl GroupNode {
         from: crate::wire::NodeRef,
         source: NodeId,
         epoch: u32,
-        first: u64,
-        last: u64,
         now: Instant,
         rng: &mut Rng,
     ) {
-        let _ = (first, last);
         let Some(si) = self.groups[gi].source_index(source) else {
             return;
         };

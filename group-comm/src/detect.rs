@@ -336,14 +336,7 @@ impl GroupNode {
     }
 
     /// Frames under [`GroupId::NODE`]: heartbeats and probes.
-    pub(crate) fn on_node_frame(
-        &mut self,
-        now: Instant,
-        from: NodeRef,
-        frame: GroupFrame<'_>,
-        rng: &mut Rng,
-    ) {
-        let _ = rng;
+    pub(crate) fn on_node_frame(&mut self, now: Instant, from: NodeRef, frame: GroupFrame<'_>) {
         match frame {
             GroupFrame::Heartbeat { .. } => {}
             GroupFrame::Ping {

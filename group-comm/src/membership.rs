@@ -397,10 +397,8 @@ impl GroupNode {
         origin: NodeRef,
         ttl: u8,
         nodes: &[NodeRef],
-        now: Instant,
         rng: &mut Rng,
     ) {
-        let _ = now;
         if origin.id == self.me.id {
             return;
         }

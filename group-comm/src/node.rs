@@ -222,7 +222,7 @@ impl GroupNode {
         self.detector_timeout(now, rng);
         for gi in 0..self.groups.len() {
             self.membership_timeout(gi, now, rng);
-            self.tree_timeout(gi, now, rng);
+            self.tree_timeout(gi, now);
             self.delivery_timeout(gi, now, rng);
         }
     }
@@ -299,7 +299,7 @@ impl GroupNode {
         // Any frame from a watched peer shows it alive.
         self.detector_heard(from.id, now, matches!(frame, GroupFrame::Heartbeat { .. }));
         if group == GroupId::NODE {
-            self.on_node_frame(now, from, frame, rng);
+            self.on_node_frame(now, from, frame);
             return;
         }
         let Some(gi) = self.group_index(group) else {
@@ -328,7 +328,7 @@ impl GroupNode {
             GroupFrame::Reject => self.on_reject(gi, from, now, rng),
             GroupFrame::Disconnect { leaving } => self.on_disconnect(gi, from, leaving, now, rng),
             GroupFrame::Shuffle { origin, ttl, nodes } => {
-                self.on_shuffle(gi, from, origin, ttl, &nodes, now, rng);
+                self.on_shuffle(gi, from, origin, ttl, &nodes, rng);
             }
             GroupFrame::ShuffleReply { nodes } => self.on_shuffle_reply(gi, &nodes, rng),
             GroupFrame::Data { id, hop, flags, .. } => {
@@ -348,12 +348,9 @@ impl GroupNode {
                 first,
                 last,
             } => self.on_repair_request(gi, from, source, epoch, first, last),
-            GroupFrame::RepairMissing {
-                source,
-                epoch,
-                first,
-                last,
-            } => self.on_repair_missing(gi, from, source, epoch, first, last, now, rng),
+            GroupFrame::RepairMissing { source, epoch, .. } => {
+                self.on_repair_missing(gi, from, source, epoch, now, rng);
+            }
             // Node-scoped kinds under a group id: malformed.
             GroupFrame::Heartbeat { .. }
             | GroupFrame::Ping { .. }

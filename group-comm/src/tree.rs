@@ -369,8 +369,7 @@ impl GroupNode {
         }
     }
 
-    pub(crate) fn tree_timeout(&mut self, gi: usize, now: Instant, rng: &mut Rng) {
-        let _ = rng;
+    pub(crate) fn tree_timeout(&mut self, gi: usize, now: Instant) {
         if self.groups[gi].lazy_due.is_some_and(|t| t <= now) {
             self.flush_announcements(gi);
         }
