@@ -40,6 +40,14 @@ const _: () = assert!(MIN_DATAGRAM_BYTES > crate::wire::HEADER_LEN + 100);
 ///   [`MIN_DATAGRAM_BYTES`] holds no useful datagram: the protocol returns `None` and keeps its
 ///   output for a later call. The slice's contents on entry are unspecified (the driver need not
 ///   zero it); only the first [`Transmit::len`] bytes are meaningful on return.
+/// - A datagram may end with bytes the protocol already holds as [`Bytes`] (a message payload
+///   offered by the application, or a slice of a received datagram being forwarded): it returns
+///   them as [`Transmit::tail`] instead of copying them into `buf`, and the driver sends
+///   `buf[..len]` followed by the tail as one datagram (a gather send). The limit on the datagram
+///   is the same either way: `len` plus the tail's length is at most `buf.len()`. The driver
+///   keeps the tail alive until the kernel is done with the send, then drops it. A driver that
+///   cannot gather (the in-memory network, say) copies the tail after `buf[..len]`; the receiver
+///   cannot tell the difference.
 pub trait Protocol {
     /// What the protocol reports to the application.
     type Event;
@@ -51,9 +59,11 @@ pub trait Protocol {
     /// The deadline last returned by `poll_timeout` has passed (early calls are harmless).
     fn handle_timeout(&mut self, now: Instant, rng: &mut Rng);
 
-    /// Writes the next datagram to send at the start of `buf` and says how long it is and where
-    /// it goes, or returns `None` when there is nothing to send now (pacing and flow control may
-    /// hold data) or `buf` is shorter than [`MIN_DATAGRAM_BYTES`]. Never writes past `buf.len()`.
+    /// Writes the next datagram to send at the start of `buf` and says how long it is, where it
+    /// goes and which bytes, if any, follow it from elsewhere ([`Transmit::tail`]), or returns
+    /// `None` when there is nothing to send now (pacing and flow control may hold data) or `buf`
+    /// is shorter than [`MIN_DATAGRAM_BYTES`]. Never writes past `buf.len()`, and the whole
+    /// datagram (`len` plus the tail) is never longer than `buf.len()`.
     fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit>;
 
     /// The next event for the application, oldest first.
@@ -63,12 +73,25 @@ pub trait Protocol {
     fn poll_timeout(&self) -> Option<Instant>;
 }
 
-/// The datagram that `poll_transmit` wrote into the caller's buffer: how long it is and where it
-/// must go.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+/// The datagram that `poll_transmit` wrote into the caller's buffer: how long it is, where it
+/// must go, and what follows it without having been copied.
+///
+/// On the wire the datagram is `buf[..len]` followed by `tail`.
+#[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Transmit {
     /// The destination locator.
     pub destination: Locator,
-    /// Bytes written at the start of the caller's buffer: the datagram is `buf[..len]`.
+    /// Bytes written at the start of the caller's buffer.
     pub len: usize,
+    /// Bytes that end the datagram, sent from where they are (a gather send), or `None` when the
+    /// datagram is `buf[..len]` alone. Never empty when present. The driver holds this view until
+    /// the kernel is done with the send (for a zero-copy send, until its notification).
+    pub tail: Option<Bytes>,
+}
+
+impl Transmit {
+    /// The datagram's length on the wire: `len` plus the tail's.
+    pub fn datagram_len(&self) -> usize {
+        self.len + self.tail.as_ref().map_or(0, Bytes::len)
+    }
 }

@@ -26,8 +26,11 @@ pub struct TransmitInfo<'a> {
     pub from: Locator,
     /// The destination the protocol chose.
     pub to: Locator,
-    /// The datagram.
+    /// The datagram, as it goes on the wire (a gathered tail already appended).
     pub bytes: &'a [u8],
+    /// How many of the last bytes of `bytes` the protocol handed over as
+    /// [`Transmit::tail`](crate::proto::Transmit::tail) rather than writing them (0 if none).
+    pub tail_len: usize,
 }
 
 /// Safety valves that turn a runaway protocol into a [`HarnessError`] instead of a hung test.
@@ -402,11 +405,19 @@ impl<P: Protocol> Cluster<P> {
         'drain: loop {
             let mut any = false;
             while let Some(t) = slot.proto.poll_transmit(now, &mut self.buf) {
+                let len = t.datagram_len();
                 assert!(
-                    t.len <= self.buf.len(),
+                    len <= self.buf.len(),
                     "a protocol reported a transmit longer than its buffer"
                 );
-                let bytes = &self.buf[..t.len];
+                // The network is the wire: a gathered tail is copied after the written bytes
+                // (beyond `len` the buffer's contents are the harness's to use).
+                let tail_len = t.tail.as_ref().map_or(0, Bytes::len);
+                if let Some(tail) = &t.tail {
+                    assert!(!tail.is_empty(), "a protocol returned an empty tail");
+                    self.buf[t.len..len].copy_from_slice(tail);
+                }
+                let bytes = &self.buf[..len];
                 any = true;
                 outputs += 1;
                 let from = self.net.locator(NodeIdx(node));
@@ -423,6 +434,7 @@ impl<P: Protocol> Cluster<P> {
                         from,
                         to: t.destination,
                         bytes,
+                        tail_len,
                     });
                 }
                 self.net.send(now, NodeIdx(node), t.destination, bytes);

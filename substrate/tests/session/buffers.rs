@@ -23,8 +23,10 @@ fn duo() -> Duo {
 fn from_a(d: &mut Duo, buf: &mut [u8]) -> Vec<Bytes> {
     let mut out = Vec::new();
     while let Some(t) = d.ep[0].poll_transmit(d.now, buf) {
-        assert!(t.len <= buf.len());
-        out.push(Bytes::copy_from_slice(&buf[..t.len]));
+        assert!(t.datagram_len() <= buf.len());
+        let mut datagram = buf[..t.len].to_vec();
+        datagram.extend_from_slice(t.tail.as_deref().unwrap_or_default());
+        out.push(Bytes::from(datagram));
     }
     out
 }

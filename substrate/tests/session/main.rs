@@ -17,4 +17,5 @@ mod manual;
 mod migration;
 mod pacing;
 mod partition;
+mod parts;
 mod regressions;

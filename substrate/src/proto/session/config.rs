@@ -39,6 +39,17 @@ pub struct SessionConfig {
     pub probe_interval_max: Duration,
     /// Pacing rate for new streams; `None` sends as fast as flow control allows.
     pub default_rate: Option<Rate>,
+    /// A data fragment that carries at least this many bytes of a message's body (the second
+    /// part of [`Endpoint::offer_parts`](super::Endpoint::offer_parts), or the whole message of
+    /// [`Endpoint::offer`](super::Endpoint::offer)) is not copied into the transmit buffer: it
+    /// ends its datagram and goes out as the transmit's tail ([`Transmit::tail`], a gather
+    /// send). Smaller fragments are copied, and may share a datagram with the frames after them.
+    /// `usize::MAX` turns gathering off. Gathering saves a copy but ends the datagram early, so
+    /// it pays only for fragments that leave little room behind them; see `docs/architecture.md`
+    /// for the measurement behind the default.
+    ///
+    /// [`Transmit::tail`]: crate::proto::Transmit::tail
+    pub gather_min_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -55,9 +66,14 @@ impl Default for SessionConfig {
             nak_delay_min: Duration::from_millis(1),
             probe_interval_max: Duration::from_secs(1),
             default_rate: None,
+            gather_min_bytes: DEFAULT_GATHER_MIN_BYTES,
         }
     }
 }
+
+/// The default [`SessionConfig::gather_min_bytes`], chosen by measurement (see
+/// `docs/architecture.md`, "Gather sends").
+pub const DEFAULT_GATHER_MIN_BYTES: usize = usize::MAX;
 
 /// Everything an [`Endpoint`](super::Endpoint) needs.
 #[derive(Clone, Debug)]
@@ -138,6 +154,12 @@ impl EndpointConfig {
             return Err(ConfigError::Invalid {
                 setting: "initial_rtt/probe_interval_max",
                 why: "must be non-zero",
+            });
+        }
+        if s.gather_min_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "gather_min_bytes",
+                why: "must be non-zero (usize::MAX turns gathering off)",
             });
         }
         if self.max_sessions == 0 {

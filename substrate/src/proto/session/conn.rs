@@ -9,15 +9,17 @@ use super::config::{MIN_DATAGRAM_BYTES, SessionConfig};
 use super::event::{CloseCause, Event, Message, OfferError};
 use super::recv::{Borrowed, Received, RecvStream};
 use super::rtt::RttEstimator;
-use super::send::{SendStream, min_later_fragment_bytes};
+use super::send::{
+    FragmentRef, SendStream, data_body_len, data_frame_len, min_later_fragment_bytes,
+};
 use super::stats::SessionStats;
 use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
 use crate::proto::rate::Rate;
 use crate::rand::Rng;
 use crate::time::{Duration, Instant, duration_ns};
 use crate::wire::{
-    Ack, Close, CloseCode, Data, Frame, HEADER_LEN, Handshake, HandshakeStage, Header, Heartbeat,
-    Nak, RangeList, SUPPORTED_VERSIONS, VERSION_1,
+    Ack, Close, CloseCode, Data, Frame, FrameKind, HEADER_LEN, Handshake, HandshakeStage, Header,
+    Heartbeat, Nak, RangeList, SUPPORTED_VERSIONS, VERSION_1, varint_len,
 };
 
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -269,14 +271,15 @@ impl Session {
 
     // ---- application calls ------------------------------------------------------------------
 
+    /// Queues the message `head` followed by `body` (see `Endpoint::offer_parts`).
     pub(crate) fn offer(
         &mut self,
         now: Instant,
         config: &SessionConfig,
         stream: StreamId,
-        payload: Bytes,
+        payload: (Bytes, Bytes),
         events: &mut VecDeque<Event>,
-    ) -> Result<u64, OfferError<Bytes>> {
+    ) -> Result<u64, OfferError<(Bytes, Bytes)>> {
         if self.closing.is_some() || matches!(self.state, State::Draining { .. } | State::Closed) {
             return Err(OfferError::Closed(payload));
         }
@@ -284,7 +287,7 @@ impl Session {
             // Until the peer's Accept names its window, no message size is known to be safe.
             return Err(OfferError::NotConnected(payload));
         }
-        if payload.len() as u64 > self.max_message_bytes(config) {
+        if (payload.0.len() + payload.1.len()) as u64 > self.max_message_bytes(config) {
             return Err(OfferError::MessageTooLarge(payload));
         }
         if !self.send.contains_key(&stream) {
@@ -307,7 +310,7 @@ impl Session {
             .send
             .get_mut(&stream)
             .expect("INVARIANT: inserted above");
-        match s.offer(payload) {
+        match s.offer(payload.0, payload.1) {
             Ok(n) => {
                 self.stats.messages_offered += 1;
                 Ok(n)
@@ -839,15 +842,17 @@ impl Session {
 
     // ---- output -------------------------------------------------------------------------------
 
-    /// Writes the next datagram at the start of `buf`, at most `max_datagram_bytes` of it;
-    /// returns where it goes and its length. `buf` holds at least [`MIN_DATAGRAM_BYTES`].
+    /// Writes the next datagram at the start of `buf`, at most `max_datagram_bytes` of it
+    /// counting the tail; returns where it goes, the length written and the tail (the body part
+    /// of a gathered data fragment, which ends the datagram). `buf` holds at least
+    /// [`MIN_DATAGRAM_BYTES`].
     pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         config: &SessionConfig,
         buf: &mut [u8],
         events: &mut VecDeque<Event>,
-    ) -> Option<(Locator, usize)> {
+    ) -> Option<Written> {
         if self.state == State::Closed {
             return None;
         }
@@ -1014,6 +1019,7 @@ impl Session {
             window: self.retransmit_window(config),
             pto: self.rtt.pto(),
             session: self.handle,
+            gather_min_bytes: config.gather_min_bytes,
         };
         // Round robin: start after the stream that sent first last time, wrap around.
         let first = self.next_stream_turn;
@@ -1043,12 +1049,21 @@ impl Session {
         }
     }
 
-    fn sent(&mut self, w: Writer<'_>, to: Locator) -> (Locator, usize) {
-        let len = w.finish();
+    fn sent(&mut self, w: Writer<'_>, to: Locator) -> Written {
+        let (len, tail) = w.finish();
         self.stats.datagrams_sent += 1;
-        self.stats.bytes_sent += len as u64;
-        (to, len)
+        self.stats.bytes_sent += (len + tail.as_ref().map_or(0, Bytes::len)) as u64;
+        Written { to, len, tail }
     }
+}
+
+/// A datagram a session wrote: where it goes, the bytes written at the start of the buffer,
+/// and the bytes that follow them uncopied (see `Transmit::tail`).
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub(crate) to: Locator,
+    pub(crate) len: usize,
+    pub(crate) tail: Option<Bytes>,
 }
 
 /// Below this much room a datagram is considered full.
@@ -1060,6 +1075,8 @@ struct DataTurn {
     window: u64,
     pto: Duration,
     session: SessionHandle,
+    /// Body parts at least this long are gathered, not copied.
+    gather_min_bytes: usize,
 }
 
 impl DataTurn {
@@ -1088,14 +1105,16 @@ impl DataTurn {
                 break;
             };
             let retransmission = f.retransmission;
-            let data = Data {
-                stream,
-                sequence: f.sequence,
-                flags: f.flags,
-                message: f.message,
-                payload: f.payload,
+            let gather = !f.body.is_empty() && f.body.len() >= self.gather_min_bytes;
+            let len = if gather {
+                // The body part ends the datagram as its tail; nothing follows it.
+                stats.tx_payload_bytes_copied += f.head.len() as u64;
+                stats.payload_bytes_gathered += f.body.len() as u64;
+                w.put_gathered(stream, &f)
+            } else {
+                stats.tx_payload_bytes_copied += f.len() as u64;
+                w.put_data(stream, &f)
             };
-            let len = w.put_len(&Frame::Data(data));
             debug_assert!(len > 0, "next_fragment sized the frame to fit");
             s.charge(len);
             sent_any = true;
@@ -1120,6 +1139,26 @@ impl DataTurn {
     }
 }
 
+/// The data frame of fragment `f` of `stream`, with `payload` as its payload.
+fn data<'a>(stream: StreamId, f: &FragmentRef<'_>, payload: &'a [u8]) -> Data<'a> {
+    Data {
+        stream,
+        sequence: f.sequence,
+        flags: f.flags,
+        message: f.message,
+        payload,
+    }
+}
+
+/// Writes `v` (at most [`MAX_VARINT`](crate::wire::MAX_VARINT)) at the start of `out` as a
+/// minimal QUIC varint (RFC 9000 §16), `varint_len(v)` bytes: the top two bits of the first
+/// byte give the length.
+fn write_varint(v: u64, out: &mut [u8]) {
+    let len = varint_len(v);
+    let tagged = v | (u64::from(len.trailing_zeros()) << (8 * len - 2));
+    out[..len].copy_from_slice(&tagged.to_be_bytes()[8 - len..]);
+}
+
 fn truncate_utf8(s: &mut String, max: usize) {
     let end = utf8_prefix(s, max).len();
     s.truncate(end);
@@ -1138,11 +1177,14 @@ fn utf8_prefix(s: &str, max: usize) -> &str {
 }
 
 /// Fills one datagram at the start of the caller's buffer: header first, then frames while they
-/// fit. Nothing is cleared or zeroed: every byte up to `pos` is written before it is read, and
-/// the caller reads only the first `finish()` bytes.
+/// fit, and possibly a gathered data frame whose body part is the datagram's tail, after which
+/// nothing fits. Nothing is cleared or zeroed: every byte up to `pos` is written before it is
+/// read, and the caller reads only the first `finish()` bytes.
 struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
+    /// Bytes that end the datagram without being copied into `buf`.
+    tail: Option<Bytes>,
 }
 
 impl<'a> Writer<'a> {
@@ -1157,6 +1199,7 @@ impl<'a> Writer<'a> {
         let mut w = Self {
             buf: &mut buf[..len],
             pos: HEADER_LEN,
+            tail: None,
         };
         w.destination(destination);
         w
@@ -1173,8 +1216,13 @@ impl<'a> Writer<'a> {
             .expect("INVARIANT: buffer is at least MIN_DATAGRAM_BYTES");
     }
 
+    /// Room left for frames: none once a tail ends the datagram.
     fn space(&self) -> usize {
-        self.buf.len() - self.pos
+        if self.tail.is_some() {
+            0
+        } else {
+            self.buf.len() - self.pos
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -1188,6 +1236,9 @@ impl<'a> Writer<'a> {
 
     /// Appends `frame` if it fits; returns its length, or 0 if it did not fit.
     fn put_len(&mut self, frame: &Frame<'_>) -> usize {
+        if self.tail.is_some() {
+            return 0;
+        }
         match frame.encode(&mut self.buf[self.pos..]) {
             Ok(n) => {
                 self.pos += n;
@@ -1197,8 +1248,160 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// The datagram's length: it is the first this many bytes of the buffer.
-    fn finish(self) -> usize {
-        self.pos
+    /// Appends data fragment `f` of `stream`, copying its payload; returns the frame's length,
+    /// or 0 if it did not fit.
+    fn put_data(&mut self, stream: StreamId, f: &FragmentRef<'_>) -> usize {
+        if f.head.is_empty() || f.body.is_empty() {
+            // One part: encode straight from it.
+            let payload = if f.head.is_empty() {
+                &f.body[..]
+            } else {
+                f.head
+            };
+            return self.put_len(&Frame::Data(data(stream, f, payload)));
+        }
+        // Two parts: the prefix and the head part, then the body part after them.
+        let n = self.put_gathered(stream, f);
+        if n > 0 {
+            let body = self.tail.take().unwrap_or_default();
+            self.buf[self.pos..self.pos + body.len()].copy_from_slice(&body);
+            self.pos += body.len();
+        }
+        n
+    }
+
+    /// Appends data fragment `f` of `stream` with its body part as the datagram's tail: the
+    /// frame's kind, length and fixed fields and the head part are written, the body part is
+    /// kept as a view. The frame must be the datagram's last (its payload runs to the end of its
+    /// body, which its length prefix gives). Returns the frame's whole length (what it takes on
+    /// the wire), or 0 if it did not fit. The datagram is then closed to further frames.
+    fn put_gathered(&mut self, stream: StreamId, f: &FragmentRef<'_>) -> usize {
+        let (sequence, message) = (f.sequence, f.message);
+        let whole = data_frame_len(stream, sequence, message, f.len());
+        if whole > self.space() {
+            return 0;
+        }
+        // Encode the frame with the head part alone as its payload, placed so that its fields
+        // land where the whole frame's go, then rewrite its kind and length for the whole
+        // payload: the wire encoder stays the one source of the layout of the fields.
+        let body = data_body_len(stream, sequence, message, f.len());
+        let short_body = data_body_len(stream, sequence, message, f.head.len());
+        let shift = varint_len(body as u64) - varint_len(short_body as u64);
+        let at = self.pos;
+        let Ok(n) = Frame::Data(data(stream, f, f.head)).encode(&mut self.buf[at + shift..]) else {
+            return 0;
+        };
+        self.buf[at] = FrameKind::Data as u8;
+        write_varint(body as u64, &mut self.buf[at + 1..]);
+        self.pos = at + shift + n;
+        debug_assert_eq!(self.pos + f.body.len(), at + whole);
+        self.tail = Some(f.body.clone());
+        whole
+    }
+
+    /// The datagram: its first this many bytes are in the buffer, and the tail, if any, follows.
+    fn finish(self) -> (usize, Option<Bytes>) {
+        (self.pos, self.tail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::DataFlags;
+
+    /// Writes fragment `f` into a fresh datagram, gathered or copied; returns the frame's bytes
+    /// as they go on the wire (the tail appended), the length reported, and whether it gathered.
+    fn written(gather: bool, stream: StreamId, f: &FragmentRef<'_>) -> (Vec<u8>, usize, bool) {
+        let mut buf = vec![0xa5u8; crate::wire::MAX_DATAGRAM_BYTES];
+        let mut w = Writer::new(&mut buf, usize::MAX, ConnectionId::NONE);
+        let n = if gather {
+            w.put_gathered(stream, f)
+        } else {
+            w.put_data(stream, f)
+        };
+        let (len, tail) = w.finish();
+        let gathered = tail.is_some();
+        let mut out = buf[HEADER_LEN..len].to_vec();
+        out.extend_from_slice(tail.as_deref().unwrap_or_default());
+        (out, n, gathered)
+    }
+
+    #[test]
+    fn split_data_frames_are_the_frames_the_wire_encoder_writes() {
+        // Values on both sides of every varint length, and payloads whose body length crosses
+        // one (63/64 and 16,383/16,384 bytes) while the head part alone does not.
+        let streams = [0u32, 63, 64, 16_384];
+        let numbers = [0u64, 63, 64, 16_383, 16_384, 1 << 30];
+        let heads = [0usize, 1, 5, 40];
+        let bodies = [1usize, 30, 50, 60, 16_330, 16_340, 16_360, 16_400, 40_000];
+        let all: Vec<u8> = (0..41_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        for &stream in &streams {
+            for &number in &numbers {
+                for &h in &heads {
+                    for &b in &bodies {
+                        let head = &all[..h];
+                        let body = Bytes::copy_from_slice(&all[h..h + b]);
+                        let f = FragmentRef {
+                            sequence: number,
+                            flags: DataFlags::WHOLE,
+                            message: number / 3,
+                            head,
+                            body: &body,
+                            retransmission: false,
+                        };
+                        let stream = StreamId(stream);
+                        let expected = {
+                            let frame = Frame::Data(data(stream, &f, &all[..h + b]));
+                            let mut v = vec![0u8; frame.encoded_len()];
+                            frame.encode(&mut v).expect("encodes");
+                            v
+                        };
+                        let (gathered, n, tail) = written(true, stream, &f);
+                        assert!(tail, "put_gathered keeps the body as the tail");
+                        assert_eq!(n, expected.len());
+                        assert!(
+                            gathered == expected,
+                            "stream {stream:?} number {number} {h}+{b}"
+                        );
+                        let (copied, n, tail) = written(false, stream, &f);
+                        assert!(!tail, "put_data copies");
+                        assert_eq!(n, expected.len());
+                        assert!(
+                            copied == expected,
+                            "stream {stream:?} number {number} {h}+{b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_fits_after_a_gathered_frame() {
+        let mut buf = vec![0u8; 1_472];
+        let mut w = Writer::new(&mut buf, usize::MAX, ConnectionId::NONE);
+        let body = Bytes::from(vec![1u8; 100]);
+        let f = FragmentRef {
+            sequence: 0,
+            flags: DataFlags::WHOLE,
+            message: 0,
+            head: b"hd",
+            body: &body,
+            retransmission: false,
+        };
+        assert!(w.put_gathered(StreamId(1), &f) > 0);
+        assert_eq!(w.space(), 0);
+        assert!(!w.put(&Frame::PathChallenge(7)));
+        assert_eq!(w.put_data(StreamId(1), &f), 0);
+        assert_eq!(w.put_gathered(StreamId(1), &f), 0);
+        let (len, tail) = w.finish();
+        assert_eq!(tail.as_deref(), Some(&body[..]));
+        let mut datagram = buf[..len].to_vec();
+        datagram.extend_from_slice(&body);
+        let (_, frames) = crate::wire::decode_datagram(&datagram).expect("valid");
+        let frames: Vec<_> = frames.map(|f| f.expect("valid frame")).collect();
+        assert_eq!(frames.len(), 1);
+        assert!(matches!(&frames[0], Frame::Data(d) if d.payload.len() == 102));
     }
 }

@@ -72,7 +72,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 pub use config::{
-    ConfigError, EndpointConfig, MAX_WINDOW_BYTES, MIN_DATAGRAM_BYTES, SessionConfig,
+    ConfigError, DEFAULT_GATHER_MIN_BYTES, EndpointConfig, MAX_WINDOW_BYTES, MIN_DATAGRAM_BYTES,
+    SessionConfig,
 };
 pub use event::{CloseCause, ConnectError, Event, Message, OfferError};
 pub use stats::{EndpointStats, SessionStats};
@@ -217,10 +218,40 @@ impl Endpoint {
         stream: StreamId,
         payload: Bytes,
     ) -> Result<u64, OfferError<Bytes>> {
+        self.offer_parts(now, session, stream, Bytes::new(), payload)
+            .map_err(|e| match e {
+                OfferError::BackPressured((_, b)) => OfferError::BackPressured(b),
+                OfferError::NotConnected((_, b)) => OfferError::NotConnected(b),
+                OfferError::Closed((_, b)) => OfferError::Closed(b),
+                OfferError::MessageTooLarge((_, b)) => OfferError::MessageTooLarge(b),
+                OfferError::StreamLimit((_, b)) => OfferError::StreamLimit(b),
+            })
+    }
+
+    /// Queues the message `head` followed by `body` as the next message on `stream`, without
+    /// joining the two: the receiver gets one message of their concatenation, exactly as if it
+    /// had been offered whole ([`offer`](Self::offer) is the case of an empty head). Fragments
+    /// are cut from the concatenation as for any message. A fragment's part of `body` is sent
+    /// without a copy, as the datagram's tail, when it is at least
+    /// [`SessionConfig::gather_min_bytes`] long; its part of `head` is copied. So a small header
+    /// in front of a large shared payload (a group frame's head, say) costs one copy of the
+    /// header, not of the payload, and the same `body` can be offered to many sessions.
+    ///
+    /// # Errors
+    /// As [`offer`](Self::offer); the error hands both parts back.
+    pub fn offer_parts(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        stream: StreamId,
+        head: Bytes,
+        body: Bytes,
+    ) -> Result<u64, OfferError<(Bytes, Bytes)>> {
         let Some(s) = slot(&mut self.sessions, session) else {
-            return Err(OfferError::NotConnected(payload));
+            return Err(OfferError::NotConnected((head, body)));
         };
-        s.offer(now, &self.config.session, stream, payload, &mut self.events)
+        let config = &self.config.session;
+        s.offer(now, config, stream, (head, body), &mut self.events)
     }
 
     /// The next message delivered in order on `stream`, if any. Reading frees receive window.
@@ -546,6 +577,7 @@ impl Protocol for Endpoint {
             return Some(Transmit {
                 destination: to,
                 len: at + n,
+                tail: None,
             });
         }
         let n = self.sessions.len();
@@ -555,9 +587,19 @@ impl Protocol for Endpoint {
             let Some(s) = self.sessions[i].as_mut() else {
                 continue;
             };
-            if let Some((destination, len)) = s.poll_transmit(now, config, buf, &mut self.events) {
+            let (copied, gathered) = (
+                s.stats.tx_payload_bytes_copied,
+                s.stats.payload_bytes_gathered,
+            );
+            if let Some(w) = s.poll_transmit(now, config, buf, &mut self.events) {
+                self.stats.tx_payload_bytes_copied += s.stats.tx_payload_bytes_copied - copied;
+                self.stats.payload_bytes_gathered += s.stats.payload_bytes_gathered - gathered;
                 self.next_turn = (i + 1) % n;
-                return Some(Transmit { destination, len });
+                return Some(Transmit {
+                    destination: w.to,
+                    len: w.len,
+                    tail: w.tail,
+                });
             }
         }
         self.reap_finished();

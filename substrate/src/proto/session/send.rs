@@ -49,16 +49,38 @@ pub(crate) struct SendStream {
     pub(crate) backpressured: bool,
 }
 
+/// A message waiting to be cut into fragments: `head` followed by `body`.
 #[derive(Debug)]
 struct Outgoing {
-    payload: Bytes,
-    /// Bytes of `payload` already cut into fragments.
+    head: Bytes,
+    body: Bytes,
+    /// Bytes of the message (head, then body) already cut into fragments.
     cut: usize,
 }
 
+impl Outgoing {
+    fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// Bytes `range` of the message as views of its two parts (no copy): the part of the head
+    /// and the part of the body it covers, either possibly empty.
+    fn parts(&self, range: core::ops::Range<usize>) -> (Bytes, Bytes) {
+        let h = self.head.len();
+        let head = self.head.slice(range.start.min(h)..range.end.min(h));
+        let body = self
+            .body
+            .slice(range.start.max(h) - h..range.end.max(h) - h);
+        (head, body)
+    }
+}
+
+/// A sent fragment, kept for retransmission: the views of the message's head and body it
+/// covers (either may be empty), in that order.
 #[derive(Debug)]
 struct Sent {
-    payload: Bytes,
+    head: Bytes,
+    body: Bytes,
     flags: DataFlags,
     offset: u64,
     message: u64,
@@ -69,14 +91,30 @@ struct Sent {
     held_by_peer: bool,
 }
 
-/// A fragment to encode, borrowed from the stream.
+impl Sent {
+    fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+}
+
+/// A fragment to encode, borrowed from the stream: its payload is `head` then `body`.
 #[derive(Debug)]
 pub(crate) struct FragmentRef<'a> {
     pub(crate) sequence: u64,
     pub(crate) flags: DataFlags,
     pub(crate) message: u64,
-    pub(crate) payload: &'a [u8],
+    /// The part of the message's head this fragment carries (copied into the datagram).
+    pub(crate) head: &'a [u8],
+    /// The part of the message's body this fragment carries, after `head`: copied, or sent as
+    /// the datagram's tail.
+    pub(crate) body: &'a Bytes,
     pub(crate) retransmission: bool,
+}
+
+impl FragmentRef<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
 }
 
 /// Smallest fragment worth cutting into a datagram's leftover space; below it, the message
@@ -117,15 +155,16 @@ impl SendStream {
         }
     }
 
-    /// Queues a message; returns its number, or `Err(payload)` when the send buffer is full.
-    /// A message is charged its length plus the fragment overhead, so empty ones count too.
-    pub(crate) fn offer(&mut self, payload: Bytes) -> Result<u64, Bytes> {
-        let len = charged(payload.len());
+    /// Queues a message of `head` followed by `body`; returns its number, or hands both back
+    /// when the send buffer is full. A message is charged its length plus the fragment overhead,
+    /// so empty ones count too.
+    pub(crate) fn offer(&mut self, head: Bytes, body: Bytes) -> Result<u64, (Bytes, Bytes)> {
+        let len = charged(head.len() + body.len());
         if self.queued_bytes + len > self.send_buffer_bytes {
-            return Err(payload);
+            return Err((head, body));
         }
         self.queued_bytes += len;
-        self.queue.push_back(Outgoing { payload, cut: 0 });
+        self.queue.push_back(Outgoing { head, body, cut: 0 });
         let n = self.next_message;
         self.next_message += 1;
         Ok(n)
@@ -209,7 +248,7 @@ impl SendStream {
                 break;
             };
             if !s.held_by_peer {
-                self.retained_bytes -= charged(s.payload.len());
+                self.retained_bytes -= charged(s.len());
             }
             repaired |= s.retransmitted;
             self.retained_base += 1;
@@ -291,8 +330,9 @@ impl SendStream {
             let s = &mut self.retained[i];
             if !s.held_by_peer {
                 s.held_by_peer = true;
-                self.retained_bytes -= charged(s.payload.len());
-                s.payload = Bytes::new();
+                self.retained_bytes -= charged(s.len());
+                s.head = Bytes::new();
+                s.body = Bytes::new();
                 self.retransmit.remove(&seq);
             }
         }
@@ -352,7 +392,7 @@ impl SendStream {
 
     fn can_send_new(&self) -> bool {
         self.queue.front().is_some_and(|o| {
-            let remaining = o.payload.len() - o.cut;
+            let remaining = o.len() - o.cut;
             let room = self.send_limit().saturating_sub(self.next_offset);
             room >= charged(remaining.min(self.full_fragment_bytes))
         })
@@ -407,7 +447,7 @@ impl SendStream {
                 continue;
             };
             let s = &mut self.retained[i];
-            if data_frame_len(self.id, seq, s.message, s.payload.len()) > space {
+            if data_frame_len(self.id, seq, s.message, s.len()) > space {
                 self.retransmit.insert(seq);
                 return None;
             }
@@ -418,14 +458,15 @@ impl SendStream {
                 sequence: seq,
                 flags: s.flags,
                 message: s.message,
-                payload: &s.payload,
+                head: &s.head,
+                body: &s.body,
                 retransmission: true,
             });
         }
         let message = self.next_message - self.queue.len() as u64;
         let room = self.send_limit().saturating_sub(self.next_offset);
         let o = self.queue.front_mut()?;
-        let remaining = o.payload.len() - o.cut;
+        let remaining = o.len() - o.cut;
         let fit = max_payload_in(self.id, self.next_sequence, message, space)?;
         let take = remaining.min(fit);
         // Too little room left in this datagram: start the next one instead. A message's first
@@ -451,28 +492,28 @@ impl SendStream {
         if take == remaining {
             flags |= DataFlags::LAST.0;
         }
-        // A whole message moves to the retained list; only a fragment needs a new view.
-        let payload = if o.cut == 0 && take == remaining {
-            let len = o.payload.len();
-            self.queued_bytes -= charged(len);
+        // A whole message moves to the retained list; only a fragment needs new views.
+        let (head, body) = if o.cut == 0 && take == remaining {
+            self.queued_bytes -= charged(o.len());
             self.queue
                 .pop_front()
-                .map(|o| o.payload)
+                .map(|o| (o.head, o.body))
                 .unwrap_or_default()
         } else {
-            let part = o.payload.slice(o.cut..o.cut + take);
+            let parts = o.parts(o.cut..o.cut + take);
             o.cut += take;
-            if o.cut == o.payload.len() {
-                self.queued_bytes -= charged(o.payload.len());
+            if o.cut == o.len() {
+                self.queued_bytes -= charged(o.len());
                 self.queue.pop_front();
             }
-            part
+            parts
         };
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let flags = DataFlags(flags);
         self.retained.push_back(Sent {
-            payload,
+            head,
+            body,
             flags,
             offset: self.next_offset,
             message,
@@ -482,12 +523,13 @@ impl SendStream {
         });
         self.next_offset += charged(take);
         self.retained_bytes += charged(take);
-        let payload = self.retained.back().map_or(&[][..], |s| &s.payload[..]);
+        let s = self.retained.back()?;
         Some(FragmentRef {
             sequence,
             flags,
             message,
-            payload,
+            head: &s.head,
+            body: &s.body,
             retransmission: false,
         })
     }
@@ -519,7 +561,7 @@ impl SendStream {
             }
             for s in self.retained.drain(..n) {
                 if !s.held_by_peer {
-                    self.retained_bytes -= charged(s.payload.len());
+                    self.retained_bytes -= charged(s.len());
                 }
             }
             self.retained_base += n as u64;
@@ -545,8 +587,18 @@ pub(crate) fn data_frame_len(
     message: u64,
     payload: usize,
 ) -> usize {
-    let body = data_fixed_len(stream, sequence, message) + payload;
+    let body = data_body_len(stream, sequence, message, payload);
     1 + varint_len(body as u64) + body
+}
+
+/// Bytes of a data frame's body: stream, sequence, flags, message, payload.
+pub(crate) fn data_body_len(
+    stream: StreamId,
+    sequence: u64,
+    message: u64,
+    payload: usize,
+) -> usize {
+    data_fixed_len(stream, sequence, message) + payload
 }
 
 /// The largest payload whose data frame fits in `space`, if any.

@@ -16,7 +16,15 @@ pub struct SessionStats {
     pub bytes_received: u64,
     /// Received payload bytes copied: reassembly of messages that came in several fragments.
     /// A message that came in one fragment is delivered as a slice of its datagram, uncopied.
+    /// (The receive side's only copy; the send side's are in `tx_payload_bytes_copied`.)
     pub payload_bytes_copied: u64,
+    /// Message bytes sent in data fragments (first sends and retransmissions) that were copied
+    /// into the transmit buffer. With [`payload_bytes_gathered`](Self::payload_bytes_gathered)
+    /// it adds up to every message byte sent.
+    pub tx_payload_bytes_copied: u64,
+    /// Message bytes sent in data fragments without a copy: a fragment's body part handed to
+    /// the driver as the datagram's tail (see `SessionConfig::gather_min_bytes`).
+    pub payload_bytes_gathered: u64,
     /// Messages accepted by `offer`.
     pub messages_offered: u64,
     /// Messages handed to the application by `recv`.
@@ -88,6 +96,12 @@ pub struct EndpointStats {
     /// Received payload bytes copied, summed over every session, ended ones included (see
     /// [`SessionStats::payload_bytes_copied`]).
     pub payload_bytes_copied: u64,
+    /// Message bytes copied into transmit buffers, summed over every session, ended ones
+    /// included (see [`SessionStats::tx_payload_bytes_copied`]).
+    pub tx_payload_bytes_copied: u64,
+    /// Message bytes sent without a copy, summed over every session, ended ones included (see
+    /// [`SessionStats::payload_bytes_gathered`]).
+    pub payload_bytes_gathered: u64,
 }
 
 impl EndpointStats {
