@@ -92,7 +92,7 @@ struct Repair {
 }
 
 impl Source {
-    fn new(id: NodeId, epoch: u32, next: u64, now: Instant) -> Self {
+    pub(crate) fn new(id: NodeId, epoch: u32, next: u64, now: Instant) -> Self {
         Self {
             id,
             epoch,

@@ -84,6 +84,27 @@ pub enum GroupEvent {
         /// The group.
         group: GroupId,
     },
+    /// The engine stopped taking this node's offers to `group`: its links are behind (a slow
+    /// child, a full session window). Offers are refused until [`Writable`](Self::Writable).
+    /// Raised by the engine glue, never by the sans-IO protocols.
+    Backpressured {
+        /// The group.
+        group: GroupId,
+    },
+    /// Offers to `group` are taken again after [`Backpressured`](Self::Backpressured).
+    Writable {
+        /// The group.
+        group: GroupId,
+    },
+    /// The application did not poll `group`'s messages for so long that the engine's bounded
+    /// holding queue overflowed: `dropped` delivered messages were thrown away, oldest kept.
+    /// Raised by the engine glue, never by the sans-IO protocols.
+    SlowConsumer {
+        /// The group.
+        group: GroupId,
+        /// Messages dropped since the last such event.
+        dropped: u64,
+    },
 }
 
 /// What a transmit carries, for accounting (control overhead per broadcast, link stress).

@@ -22,6 +22,8 @@
 mod config;
 mod delivery;
 mod detect;
+#[cfg(feature = "engine")]
+pub mod engine;
 mod event;
 mod membership;
 mod node;

@@ -14,7 +14,7 @@ use crate::config::{ConfigError, GroupConfig};
 use crate::detect::Detector;
 use crate::event::{GroupEvent, TrafficClass};
 use crate::membership::Group;
-use crate::wire::{self, DataFlags, GroupFrame, GroupFrameKind, MessageId, NodeRef};
+use crate::wire::{self, DataFlags, GroupFrame, GroupFrameKind, MessageId, NodeRef, Watermark};
 
 /// One node's part in any number of groups.
 ///
@@ -267,6 +267,53 @@ impl GroupNode {
             .iter()
             .map(|a| a.node.id)
             .filter(|p| !lazy.contains(p))
+            .collect()
+    }
+
+    /// Where delivery of each source of `group` stands here (this node's own next sequence
+    /// number included): what [`resume`](Self::resume) takes after leaving and joining again.
+    pub fn positions(&self, group: GroupId) -> Vec<Watermark> {
+        match self.group_index(group) {
+            Some(gi) => self.watermarks(gi),
+            None => Vec::new(),
+        }
+    }
+
+    /// Continues from `positions` (taken by [`positions`](Self::positions) before leaving) in
+    /// `group`, just joined again: this node's own sequence goes on where it stopped, and
+    /// every message of another source from its old position on is either repaired from
+    /// neighbours or reported in `MessagesLost`, instead of starting where the first neighbour
+    /// stands. Positions of sources already known are ignored.
+    pub fn resume(&mut self, now: Instant, group: GroupId, positions: &[Watermark]) {
+        let Some(gi) = self.group_index(group) else {
+            return;
+        };
+        let me = self.me.id;
+        let max = self.config.max_sources;
+        let g = &mut self.groups[gi];
+        for w in positions {
+            if w.source == me {
+                g.next_seq = g.next_seq.max(w.next_seq);
+            } else if g.source_index(w.source).is_none() && g.sources.len() < max {
+                g.sources
+                    .push(crate::delivery::Source::new(w.source, w.epoch, w.next_seq, now));
+            }
+        }
+    }
+
+    /// This node's part of every tree of `group`: per source it has state for, the neighbours
+    /// it pushes that source's messages to eagerly (see [`eager_peers`](Self::eager_peers)).
+    pub fn tree(&self, group: GroupId) -> Vec<(NodeId, Vec<NodeId>)> {
+        let Some(gi) = self.group_index(group) else {
+            return Vec::new();
+        };
+        let mut sources: Vec<NodeId> = self.groups[gi].sources.iter().map(|s| s.id).collect();
+        if self.groups[gi].next_seq > 0 && !sources.contains(&self.me.id) {
+            sources.push(self.me.id);
+        }
+        sources
+            .into_iter()
+            .map(|s| (s, self.eager_peers(group, s)))
             .collect()
     }
 

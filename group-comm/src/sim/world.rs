@@ -1060,6 +1060,10 @@ impl Core {
                 let at = now + duration_ns(self.plan.rejoin_after);
                 self.schedule(at, Action::Rejoin { node, group: g });
             }
+            // Raised by the engine glue only.
+            GroupEvent::Backpressured { .. }
+            | GroupEvent::Writable { .. }
+            | GroupEvent::SlowConsumer { .. } => {}
         }
     }
 

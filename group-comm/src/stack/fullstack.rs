@@ -463,7 +463,10 @@ impl Observer {
                     GroupEvent::Isolated { .. } => n.isolated += 1,
                     GroupEvent::NeighborUp { .. }
                     | GroupEvent::NeighborDown { .. }
-                    | GroupEvent::PeerRecovered { .. } => {}
+                    | GroupEvent::PeerRecovered { .. }
+                    | GroupEvent::Backpressured { .. }
+                    | GroupEvent::Writable { .. }
+                    | GroupEvent::SlowConsumer { .. } => {}
                 }
             }
         }

@@ -48,6 +48,7 @@ use crate::event::GroupEvent;
 use crate::node::{GroupError, GroupNode, GroupTransmit};
 use crate::wire::{MessageId, NodeRef};
 
+mod contact;
 pub mod fullstack;
 
 /// The session stream that carries group frames: one group frame per session message.
@@ -253,6 +254,8 @@ struct Core {
     links: BTreeMap<SessionHandle, Link>,
     /// Peers to report unreachable once the current batch of work is done (deduplicated).
     unreachable: Vec<NodeId>,
+    /// Joins waiting for their contact's identity.
+    contacts: Vec<contact::PendingContact>,
     next_sweep: Option<Instant>,
     stats: StackStats,
 }
@@ -294,6 +297,7 @@ impl GroupStack {
                 peers: BTreeMap::new(),
                 links: BTreeMap::new(),
                 unreachable: Vec::new(),
+                contacts: Vec::new(),
                 next_sweep: None,
                 stats: StackStats::default(),
             },
@@ -390,6 +394,7 @@ impl Protocol for GroupStack {
         if self.core.next_sweep.is_some_and(|t| now >= t) {
             self.core.sweep(now);
         }
+        self.core.dial_contacts(now, rng);
         self.core.pump(now, rng);
     }
 
@@ -415,6 +420,7 @@ impl Protocol for GroupStack {
             self.core.endpoint.poll_timeout(),
             self.core.group.poll_timeout(),
             self.core.next_sweep,
+            self.core.next_contact_retry(),
         ]
         .into_iter()
         .flatten()
@@ -701,7 +707,10 @@ impl Core {
 
     fn on_session_event(&mut self, now: Instant, e: Event, rng: &mut Rng) {
         match e {
-            Event::Connected { session, peer } => self.on_connected(now, session, peer, rng),
+            Event::Connected { session, peer } => {
+                self.on_connected(now, session, peer, rng);
+                self.contact_connected(now, session, peer, rng);
+            }
             Event::Readable { session, stream } => self.receive(now, session, stream, rng),
             Event::Writable { session, .. } => {
                 let peer = self.links.get(&session).and_then(|l| l.peer);
@@ -726,7 +735,10 @@ impl Core {
                     self.break_link(id);
                 }
             }
-            Event::Closed { session, cause } => self.on_closed(now, session, cause, rng),
+            Event::Closed { session, cause } => {
+                self.contact_closed(now, session, &cause);
+                self.on_closed(now, session, cause, rng);
+            }
             Event::Backpressured { .. } | Event::PeerTimedOut { .. } => {}
         }
     }

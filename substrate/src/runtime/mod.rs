@@ -41,6 +41,7 @@
 pub mod buf;
 pub mod clock;
 pub mod driver;
+pub mod host;
 pub mod idle;
 mod node;
 mod shard;

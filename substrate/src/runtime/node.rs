@@ -183,6 +183,9 @@ pub enum NodeError {
     /// No such shard.
     #[error("no shard {0}")]
     NoShard(usize),
+    /// A hosted service could not be built on its shard.
+    #[error("service: {0}")]
+    Service(String),
 }
 
 /// Why an offer was not taken.
