@@ -1,1 +1,24 @@
-//! Phyla's command-line tools and daemon (`src/bin/`).
+//! Phyla's daemon and command-line tools (`src/bin/`), and the pieces they share.
+//!
+//! - `phyla-node`: runs a node from a TOML file ([`config`]), logs its events as JSON lines
+//!   ([`log`]) and publishes its counters in a snapshot file ([`stats`]) in its run directory
+//!   ([`rundir`]).
+//! - `phyla-stat`: reads those snapshots from another process ([`stat_view`]).
+//! - `phyla`: `publish`, `subscribe`, and `tree` (the group's trees as Graphviz DOT, [`dot`]).
+//! - `phyla-demo`: sessions on a simulated lossy network.
+//!
+//! The tools use only the public APIs of `substrate` and `group_comm`, as any application
+//! would; everything that touches the group engine goes through [`host`], so the rest can be
+//! tested without a network. `docs/daemon.md` is the user's guide.
+
+#![warn(missing_docs)]
+
+pub mod args;
+pub mod check;
+pub mod config;
+pub mod dot;
+pub mod identity;
+pub mod log;
+pub mod rundir;
+pub mod signal;
+pub mod stats;

@@ -1,0 +1,3 @@
+//! Placeholder while the tool is written.
+
+fn main() {}
