@@ -21,12 +21,16 @@ pub struct CopyCounters {
     pub offer_bytes: AtomicU64,
     /// Received datagrams copied because every pool slot was lent out (the pool is too small).
     pub rx_fallback_bytes: AtomicU64,
+    /// Message bytes sessions copied into transmit slots when writing datagrams (what was not
+    /// gathered: see `SessionConfig::gather_min_bytes`), summed over every shard's endpoint.
+    pub tx_payload_bytes: AtomicU64,
 }
 
 /// The process-wide copy counters.
 pub static COPIES: CopyCounters = CopyCounters {
     offer_bytes: AtomicU64::new(0),
     rx_fallback_bytes: AtomicU64::new(0),
+    tx_payload_bytes: AtomicU64::new(0),
 };
 
 /// One allocation cut into `count` slots of `size` bytes each, page aligned.

@@ -860,6 +860,12 @@ pub struct Counters {
     pub tx_slots_exhausted: u64,
     /// Events dropped because the application did not read them (after 65,536 waited).
     pub events_dropped: u64,
+    /// Message bytes copied into transmit slots by sessions writing datagrams (this node's
+    /// shards; [`COPIES`]`.tx_payload_bytes` is the process-wide sum).
+    pub tx_payload_bytes_copied: u64,
+    /// Message bytes sent without a copy, as gathered tails of datagrams
+    /// (`SessionConfig::gather_min_bytes`).
+    pub payload_bytes_gathered: u64,
     /// Payload bytes copied from the application by `Publication::offer` (process-wide).
     pub offer_bytes_copied: u64,
     /// Received bytes copied because the receive pool was exhausted (process-wide).
@@ -891,6 +897,8 @@ impl Counters {
             events_overflowed: c[19],
             tx_slots_exhausted: c[20],
             events_dropped: c[21],
+            tx_payload_bytes_copied: c[22],
+            payload_bytes_gathered: c[23],
             offer_bytes_copied: COPIES.offer_bytes.load(Ordering::Relaxed),
             rx_fallback_bytes_copied: COPIES.rx_fallback_bytes.load(Ordering::Relaxed),
         }

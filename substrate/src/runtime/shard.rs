@@ -95,7 +95,7 @@ pub(crate) struct SharedCounters {
     pub(crate) sessions: std::sync::Mutex<HashMap<SessionId, SessionStats>>,
 }
 
-pub(crate) const COUNTER_CELLS: usize = 22;
+pub(crate) const COUNTER_CELLS: usize = 24;
 
 /// What the application shares with a shard.
 #[derive(Debug)]
@@ -529,9 +529,11 @@ impl<D: Driver> Shard<D> {
         moved
     }
 
-    /// Drains transmits into driver slots and events to the application.
+    /// Drains transmits into driver slots (a gathered tail rides along, uncopied) and events to
+    /// the application.
     fn drain_endpoint(&mut self, now: Instant) -> usize {
         let mut n = 0;
+        let copied = self.endpoint.stats().tx_payload_bytes_copied;
         while n < TRANSMITS_PER_CYCLE {
             let Some((slot, buf)) = self.driver.tx_acquire() else {
                 self.stats.tx_slots_exhausted += 1;
@@ -540,7 +542,8 @@ impl<D: Driver> Shard<D> {
             match self.endpoint.poll_transmit(now, buf) {
                 Some(t) => {
                     let Locator::Udp(to) = t.destination;
-                    self.driver.send(self.socket, to, slot, t.len);
+                    self.driver
+                        .send_gather(self.socket, to, slot, t.len, t.tail);
                     n += 1;
                 }
                 None => {
@@ -548,6 +551,12 @@ impl<D: Driver> Shard<D> {
                     break;
                 }
             }
+        }
+        let copied = self.endpoint.stats().tx_payload_bytes_copied - copied;
+        if copied > 0 {
+            super::buf::COPIES
+                .tx_payload_bytes
+                .fetch_add(copied, Ordering::Relaxed);
         }
         n + self.drain_events()
     }
@@ -792,5 +801,7 @@ pub(crate) fn counter_values(
         s.events_overflowed,
         s.tx_slots_exhausted,
         s.events_dropped,
+        e.tx_payload_bytes_copied,
+        e.payload_bytes_gathered,
     ]
 }

@@ -13,6 +13,7 @@ mod common;
 mod dedicated;
 mod failed_build;
 mod fan_out;
+mod gather;
 mod random_datagrams;
 mod small_rx_pool;
 mod smoke;

@@ -2,12 +2,15 @@
 //! seeded RNG. netem is unavailable on the machines Phyla is tested on, so this is how
 //! multi-process tests make loopback lossy (Aeron's loss generators do the same job).
 //!
-//! Faults apply to received datagrams (drop, duplicate, reorder, delay) and to sent ones (drop).
+//! Faults apply to received datagrams (drop, duplicate, reorder, delay) and to sent ones (drop;
+//! a dropped send's tail is dropped with it).
 //! The wrapper keeps the driver contract: a delayed datagram is held as its `Bytes` view, which
 //! keeps its receive slot until it is delivered.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+
+use bytes::Bytes;
 
 use super::{Driver, DriverError, DriverKind, DriverStats, Received, SocketId, Wait, Waker};
 use crate::rand::Rng;
@@ -140,12 +143,20 @@ impl<D: Driver> Driver for FaultDriver<D> {
         self.inner.tx_abandon(slot);
     }
 
-    fn send(&mut self, socket: SocketId, to: SocketAddr, slot: TxSlot, len: usize) {
+    fn send_gather(
+        &mut self,
+        socket: SocketId,
+        to: SocketAddr,
+        slot: TxSlot,
+        len: usize,
+        tail: Option<Bytes>,
+    ) {
         if self.rng.chance(self.config.drop_tx) {
+            // The datagram is lost whole: its slot is freed and its tail dropped here.
             self.faults.dropped_tx += 1;
             self.inner.tx_abandon(slot);
         } else {
-            self.inner.send(socket, to, slot, len);
+            self.inner.send_gather(socket, to, slot, len, tail);
         }
     }
 
@@ -316,5 +327,39 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         panic!("the held-back datagram never came while nothing else arrived");
+    }
+
+    #[test]
+    fn a_dropped_send_drops_its_tail_and_a_passed_one_arrives_whole() {
+        use std::sync::atomic::Ordering;
+        let (mut d, peer, _) = driver(FaultConfig {
+            drop_tx: 1.0,
+            ..FaultConfig::none(3)
+        });
+        let to = peer.local_addr().expect("addr");
+        let (tail, released) = crate::runtime::driver::watched_bytes(vec![7; 64]);
+        let (slot, _) = d.tx_acquire().expect("slot");
+        d.send_gather(SocketId(0), to, slot, 0, Some(tail));
+        assert!(released.load(Ordering::SeqCst), "dropped with its datagram");
+        assert_eq!(d.faults().dropped_tx, 1);
+
+        let (mut d, peer, _) = driver(FaultConfig::none(3));
+        peer.set_nonblocking(true).expect("nonblocking");
+        let to = peer.local_addr().expect("addr");
+        let (tail, released) = crate::runtime::driver::watched_bytes(vec![7; 64]);
+        let (slot, buf) = d.tx_acquire().expect("slot");
+        buf[..3].copy_from_slice(b"abc");
+        d.send_gather(SocketId(0), to, slot, 3, Some(tail));
+        d.poll(Wait::No, |_| {}).expect("poll");
+        assert!(released.load(Ordering::SeqCst), "released once sent");
+        let mut got = [0u8; 128];
+        for _ in 0..1000 {
+            if let Ok(n) = peer.recv(&mut got) {
+                assert_eq!(&got[..n], [&b"abc"[..], &[7; 64]].concat());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("the gathered datagram never arrived");
     }
 }

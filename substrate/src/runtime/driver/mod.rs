@@ -5,11 +5,21 @@
 //!   names it by a [`SocketId`]; [`Driver::close`] closes it, dropping what it still queues.
 //! - **Transmit.** The driver owns a transmit arena of fixed slots (registered with the kernel
 //!   where the driver can use that). [`Driver::tx_acquire`] lends a free slot to write one
-//!   datagram into; [`Driver::send`] queues it; the slot is busy until the kernel is done with
-//!   it (for a zero-copy send, until its notification), then free again. Sends are queued, not
-//!   performed: they reach the kernel at the next [`Driver::poll`], as one batch. A send that
+//!   datagram into; [`Driver::send_gather`] queues it; the slot is busy until the kernel is done
+//!   with it (for a zero-copy send, until its notification), then free again. Sends are queued,
+//!   not performed: they reach the kernel at the next [`Driver::poll`], as one batch. A send that
 //!   fails is counted in [`DriverStats::send_errors`] and its slot freed: UDP may drop, and the
 //!   protocol above repairs.
+//! - **Gather.** A send may carry a tail (a protocol's [`Transmit::tail`]): the datagram on the
+//!   wire is the slot's first `len` bytes followed by the tail, sent from where the tail is (one
+//!   `sendmsg` with two iovecs), never copied by the driver. The driver holds the tail `Bytes`
+//!   exactly as long as the slot (until the kernel is done with the send, its notification
+//!   included) and drops it with the slot, whether the send succeeded, failed or was dropped
+//!   (socket closed, fault injection). Zero-copy is decided on the whole datagram's length. The
+//!   per-send kernel structures (message header, iovecs, address) live in per-slot storage made
+//!   once, so a gather send allocates nothing.
+//!
+//! [`Transmit::tail`]: crate::proto::Transmit::tail
 //! - **Receive.** The driver owns a receive pool. Datagrams are handed to the sink of
 //!   [`Driver::poll`] as `Bytes` views of the pool slot the kernel wrote; the slot returns when
 //!   the last view drops, on any thread. When every slot is lent out the driver copies rather
@@ -258,8 +268,25 @@ pub trait Driver {
     /// Frees a slot acquired but not sent.
     fn tx_abandon(&mut self, slot: TxSlot);
 
-    /// Queues the first `len` bytes of `slot` to `to` from `socket`.
-    fn send(&mut self, socket: SocketId, to: SocketAddr, slot: TxSlot, len: usize);
+    /// Queues the datagram of the first `len` bytes of `slot` followed by `tail` (if any) to
+    /// `to` from `socket`. The driver keeps `tail` until the kernel is done with the send, then
+    /// drops it (see "Gather" in the module doc).
+    fn send_gather(
+        &mut self,
+        socket: SocketId,
+        to: SocketAddr,
+        slot: TxSlot,
+        len: usize,
+        tail: Option<Bytes>,
+    );
+
+    /// Queues the first `len` bytes of `slot` to `to` from `socket`: [`send_gather`] without a
+    /// tail.
+    ///
+    /// [`send_gather`]: Self::send_gather
+    fn send(&mut self, socket: SocketId, to: SocketAddr, slot: TxSlot, len: usize) {
+        self.send_gather(socket, to, slot, len, None);
+    }
 
     /// Submits queued sends, reaps completions, hands received datagrams to `sink`; waits up
     /// to `wait` only when nothing was ready. Returns the work done (0 = idle).
@@ -412,6 +439,25 @@ pub(crate) fn socket_addr(fd: RawFd) -> Option<SocketAddr> {
     // SAFETY: a borrowed descriptor we own; `SockRef` does not close it.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     socket2::SockRef::from(&fd).local_addr().ok()?.as_socket()
+}
+
+/// A `Bytes` whose memory's release can be observed: the flag turns true when the last view of
+/// it drops. For tests that check a driver lets go of a gathered tail.
+#[cfg(test)]
+pub(crate) fn watched_bytes(data: Vec<u8>) -> (Bytes, Arc<std::sync::atomic::AtomicBool>) {
+    struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    (Bytes::from_owner(Owner(data, dropped.clone())), dropped)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The `poll` driver: mio (epoll) readiness with `sendmmsg`/`recvmmsg` batching, for hosts where
 //! io_uring is missing or disabled (containers often disable it). Same contract, fewer features:
-//! sends are copies made by the kernel at `sendmmsg` time, so a transmit slot is free again as
-//! soon as `poll` returns.
+//! sends are copies made by the kernel at `sendmmsg` time, so a transmit slot is free again (and
+//! a gathered tail dropped) as soon as `poll` returns. A gathered send is one message of the
+//! batch with two iovecs: the slot, then the tail.
 //!
 //! Receiving tries `recvmmsg` on every socket at every poll before waiting, and waits on epoll
 //! only when nothing was read or written. Sockets are registered edge-triggered: a datagram that
@@ -43,6 +44,15 @@ struct Pending {
     to: RawAddr,
     slot: TxSlot,
     len: usize,
+    /// Sent after the slot's bytes, from where it is; dropped once the kernel has it.
+    tail: Option<Bytes>,
+}
+
+impl Pending {
+    /// The datagram's whole length.
+    fn datagram_len(&self) -> usize {
+        self.len + self.tail.as_ref().map_or(0, Bytes::len)
+    }
 }
 
 /// The mio/epoll driver with `sendmmsg`/`recvmmsg` batching.
@@ -58,6 +68,7 @@ pub struct PollDriver {
     stats: DriverStats,
     // Batch scratch, kept to avoid allocating per poll.
     msgs: Vec<libc::mmsghdr>,
+    /// Two per message: the slot, and the tail of a gathered send.
     iovs: Vec<libc::iovec>,
     addrs: Vec<RawAddr>,
     rx_msgs: Vec<libc::mmsghdr>,
@@ -112,7 +123,7 @@ impl PollDriver {
             // SAFETY: mmsghdr and iovec are plain C structs; all-zero is valid for both.
             msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
             // SAFETY: as above.
-            iovs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            iovs: vec![unsafe { std::mem::zeroed() }; 2 * BATCH],
             addrs: vec![RawAddr::empty(); BATCH],
             // SAFETY: as above.
             rx_msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
@@ -165,24 +176,38 @@ impl PollDriver {
                 .count();
             for (i, p) in self.queue.iter().take(n).enumerate() {
                 self.addrs[i] = p.to;
-                self.iovs[i] = libc::iovec {
+                self.iovs[2 * i] = libc::iovec {
                     iov_base: self.tx.slot_ptr(p.slot).cast(),
                     iov_len: p.len,
                 };
+                // The kernel only reads through an iovec of a send; the cast to `*mut` is what
+                // the C type asks for.
+                self.iovs[2 * i + 1] = match &p.tail {
+                    Some(tail) => libc::iovec {
+                        iov_base: tail.as_ptr().cast_mut().cast(),
+                        iov_len: tail.len(),
+                    },
+                    None => libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    },
+                };
             }
             for i in 0..n {
+                let gathered = self.iovs[2 * i + 1].iov_len > 0;
                 let h = &mut self.msgs[i].msg_hdr;
                 h.msg_name = self.addrs[i].as_mut_ptr().cast();
                 h.msg_namelen = self.addrs[i].len;
-                h.msg_iov = &raw mut self.iovs[i];
-                h.msg_iovlen = 1;
+                h.msg_iov = &raw mut self.iovs[2 * i];
+                h.msg_iovlen = if gathered { 2 } else { 1 };
                 h.msg_control = std::ptr::null_mut();
                 h.msg_controllen = 0;
                 h.msg_flags = 0;
             }
             self.stats.syscalls += 1;
-            // SAFETY: `msgs[..n]` point at `addrs`/`iovs` entries and transmit slots that stay
-            // valid and unaliased for the duration of the call.
+            // SAFETY: `msgs[..n]` point at `addrs`/`iovs` entries, transmit slots and tails that
+            // stay valid and unaliased for the duration of the call (the tails are owned by the
+            // queued sends, which are popped only after it).
             let r = unsafe { libc::sendmmsg(fd, self.msgs.as_mut_ptr(), n as u32, 0) };
             if r < 0 {
                 let e = io::Error::last_os_error();
@@ -204,9 +229,10 @@ impl PollDriver {
                 continue;
             }
             for _ in 0..r as usize {
+                // The kernel has copied the datagram: the slot is free, the tail dropped.
                 if let Some(p) = self.queue.pop_front() {
                     self.stats.datagrams_sent += 1;
-                    self.stats.bytes_sent += p.len as u64;
+                    self.stats.bytes_sent += p.datagram_len() as u64;
                     self.tx.release(p.slot);
                 }
             }
@@ -477,13 +503,21 @@ impl Driver for PollDriver {
         self.tx.release(slot);
     }
 
-    fn send(&mut self, socket: SocketId, to: SocketAddr, slot: TxSlot, len: usize) {
+    fn send_gather(
+        &mut self,
+        socket: SocketId,
+        to: SocketAddr,
+        slot: TxSlot,
+        len: usize,
+        tail: Option<Bytes>,
+    ) {
         let len = len.min(self.tx.slot_size());
         self.queue.push_back(Pending {
             socket,
             to: RawAddr::from_socket_addr(to),
             slot,
             len,
+            tail: tail.filter(|t| !t.is_empty()),
         });
     }
 
@@ -570,5 +604,76 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         panic!("the queued datagram never left a socket that was blocked once");
+    }
+
+    #[test]
+    fn a_gathered_send_arrives_whole_and_its_tail_is_released_once_sent() {
+        use std::sync::atomic::Ordering;
+        let mut d = PollDriver::new(&DriverConfig::default()).expect("driver");
+        let s = d.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("peer");
+        peer.set_nonblocking(true).expect("nonblocking");
+        let to = peer.local_addr().expect("addr");
+        let body: Vec<u8> = (0..3_000u32).map(|i| (i * 13) as u8).collect();
+        let (tail, released) = crate::runtime::driver::watched_bytes(body.clone());
+        // The same tail goes in two datagrams, each after its own head, and one plain send
+        // between them (a batch mixes one and two iovecs).
+        for (i, head) in [&b"first head "[..], b"plain", b"second"]
+            .into_iter()
+            .enumerate()
+        {
+            let (slot, buf) = d.tx_acquire().expect("slot");
+            buf[..head.len()].copy_from_slice(head);
+            let tail = (i != 1).then(|| tail.clone());
+            d.send_gather(s, to, slot, head.len(), tail);
+        }
+        drop(tail);
+        assert!(
+            !released.load(Ordering::SeqCst),
+            "queued sends hold their tails"
+        );
+        d.poll(Wait::No, |_| {}).expect("poll");
+        assert!(
+            released.load(Ordering::SeqCst),
+            "the tails are dropped once the kernel has the datagrams"
+        );
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8_192];
+        for _ in 0..1000 {
+            if let Ok(n) = peer.recv(&mut buf) {
+                got.push(buf[..n].to_vec());
+                if got.len() == 3 {
+                    break;
+                }
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        let joined = |head: &[u8]| [head, &body].concat();
+        assert_eq!(
+            got,
+            vec![joined(b"first head "), b"plain".to_vec(), joined(b"second")]
+        );
+        assert_eq!(d.stats().bytes_sent, (11 + 5 + 6 + 2 * 3_000) as u64);
+        assert_eq!(d.stats().datagrams_sent, 3);
+    }
+
+    #[test]
+    fn a_send_dropped_with_its_socket_releases_its_tail() {
+        use std::sync::atomic::Ordering;
+        let mut d = PollDriver::new(&DriverConfig::default()).expect("driver");
+        let s = d.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let (tail, released) = crate::runtime::driver::watched_bytes(vec![1; 100]);
+        let (slot, _) = d.tx_acquire().expect("slot");
+        d.send_gather(
+            s,
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            slot,
+            1,
+            Some(tail),
+        );
+        assert!(!released.load(Ordering::SeqCst));
+        d.close(s);
+        assert!(released.load(Ordering::SeqCst));
     }
 }

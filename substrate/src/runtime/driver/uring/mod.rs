@@ -16,6 +16,9 @@
 //!   [`COPIES`](crate::runtime::buf::COPIES)), with a one-shot readability poll so that a wait
 //!   still ends when a datagram arrives: an application that holds every slot slows its receive
 //!   down but never stops it.
+//! - **Gathered sends** (a slot's bytes, then a tail from the application's or a received
+//!   buffer) are `SendMsg` with two iovecs, or `SendMsgZc` when the whole datagram qualifies for
+//!   zero copy; the tail is dropped when the slot frees (see `send.rs`).
 //! - **Zero copy only for large datagrams.** A zero-copy send saves the copy into the kernel but
 //!   costs a second completion (the notification, after which the slot is free) and page
 //!   pinning; below [`DriverConfig::zero_copy_min_bytes`] a plain `SendMsg` is cheaper. The
@@ -38,8 +41,8 @@
 //!   SQPOLL the ring uses cooperative task running, so completions are never delivered by
 //!   interrupting the shard; `poll` enters when the kernel flags pending work.
 //! - **Lifetimes.** Every pointer handed to the kernel points into memory the driver owns at a
-//!   stable address (the transmit side table, the arenas, a boxed receive header) and keeps until
-//!   the operation's last completion. A socket's descriptor is closed only after its receive has
+//!   stable address (the transmit side table, the arenas, a boxed receive header, a gathered
+//!   send's tail `Bytes` held in the side table) and keeps until the operation's last completion. A socket's descriptor is closed only after its receive has
 //!   ended and its sends have completed, so a queued entry never names a reused descriptor. Drop
 //!   cancels everything and waits (bounded) for the completions before freeing; if the kernel
 //!   does not answer in time, the memory is leaked rather than freed under it.
@@ -58,6 +61,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use bytes::Bytes;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use self::op::{OpKind, UserData};
@@ -594,7 +598,14 @@ impl Driver for UringDriver {
         self.tx.abandon(slot);
     }
 
-    fn send(&mut self, socket: SocketId, to: SocketAddr, slot: TxSlot, len: usize) {
+    fn send_gather(
+        &mut self,
+        socket: SocketId,
+        to: SocketAddr,
+        slot: TxSlot,
+        len: usize,
+        tail: Option<Bytes>,
+    ) {
         if !self.tx.is_held(slot) {
             debug_assert!(false, "send of a transmit slot not acquired: {slot:?}");
             return;
@@ -607,11 +618,12 @@ impl Driver for UringDriver {
             self.tx.fail(slot, &mut self.stats);
             return;
         };
-        if len > u32::MAX as usize || len > self.tx.slot_bytes() {
+        let tail_len = tail.as_ref().map_or(0, Bytes::len);
+        if len > self.tx.slot_bytes() || len + tail_len > u32::MAX as usize {
             self.tx.fail(slot, &mut self.stats);
             return;
         }
-        let entry = self.tx.prepare(slot, fd, socket, to, len);
+        let entry = self.tx.prepare(slot, fd, socket, to, len, tail);
         if self.push(&entry) {
             self.sockets[index].sends += 1;
         } else {

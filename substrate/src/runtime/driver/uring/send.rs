@@ -1,10 +1,17 @@
 //! Transmit: the arena of fixed slots, the side table that keeps each in-flight send's kernel
-//! structures alive, zero-copy registration and the locked-memory check in front of it.
+//! structures (and a gathered send's tail) alive, zero-copy registration and the locked-memory
+//! check in front of it.
+//!
+//! A gathered send (a slot's bytes, then a tail `Bytes` from elsewhere) is a `SendMsg` whose
+//! message header names two iovecs, or a `SendMsgZc` when the whole datagram is large enough for
+//! zero copy (`SendZc` takes one buffer only). The header, the iovecs and the address live in the
+//! slot's side-table entry, the tail `Bytes` too, until the send's last completion.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
+use bytes::Bytes;
 use io_uring::{Submitter, cqueue, opcode, squeue, types};
 
 use super::op::{OpKind, UserData};
@@ -44,7 +51,10 @@ enum TxState {
 /// The kernel structures of one send, at a stable address until its completions arrive.
 struct TxSide {
     header: libc::msghdr,
-    iov: libc::iovec,
+    /// The slot's bytes, then the tail's.
+    iov: [libc::iovec; 2],
+    /// A gathered send's tail, held while the kernel may read it, dropped when the slot frees.
+    tail: Option<Bytes>,
     to: RawAddr,
     generation: u32,
     socket: SocketId,
@@ -60,6 +70,8 @@ pub(super) struct Tx {
     zero_copy: ZeroCopy,
     zero_copy_min_bytes: usize,
     zero_copy_loopback: bool,
+    /// `SendMsgZc` is available (kernel 6.1+): zero-copy gathered sends.
+    send_msg_zc: bool,
     /// `IORING_SEND_ZC_REPORT_USAGE` is understood (kernel 6.2+).
     report_usage: bool,
     /// Zero-copy sends the kernel reported as copied after all (loopback always copies).
@@ -104,10 +116,11 @@ impl Tx {
             .map(|_| TxSide {
                 // SAFETY: msghdr is plain C data; all-zero is valid.
                 header: unsafe { std::mem::zeroed() },
-                iov: libc::iovec {
+                iov: [libc::iovec {
                     iov_base: std::ptr::null_mut(),
                     iov_len: 0,
-                },
+                }; 2],
+                tail: None,
                 to: RawAddr::empty(),
                 generation: 0,
                 socket: SocketId(0),
@@ -121,6 +134,7 @@ impl Tx {
             zero_copy: ZeroCopy::Off,
             zero_copy_min_bytes,
             zero_copy_loopback,
+            send_msg_zc: false,
             report_usage: false,
             zero_copy_copied: 0,
             registered: false,
@@ -156,6 +170,7 @@ impl Tx {
         need: u64,
     ) -> Result<ZeroCopy, DriverError> {
         self.report_usage = report_usage;
+        self.send_msg_zc = send_msg_zc;
         if !self.wants_zero_copy() {
             self.zero_copy = ZeroCopy::Off;
             return Ok(self.zero_copy);
@@ -209,6 +224,7 @@ impl Tx {
         match self.side.get_mut(slot.0 as usize) {
             Some(side) if side.state == TxState::Held => {
                 side.state = TxState::Free;
+                side.tail = None;
                 self.arena.release(slot);
             }
             _ => debug_assert!(false, "tx_abandon of a slot not held: {slot:?}"),
@@ -228,8 +244,9 @@ impl Tx {
         self.abandon(slot);
     }
 
-    /// The submission sending the first `len` bytes of held `slot` to `to` over `fd`. The slot
-    /// is in flight from here on; if the entry cannot be queued, call [`Self::unprepare`].
+    /// The submission sending the first `len` bytes of held `slot`, then `tail` if any, to `to`
+    /// over `fd`. The slot (and the tail, kept in its side entry) is in flight from here on; if
+    /// the entry cannot be queued, call [`Self::unprepare`].
     pub(super) fn prepare(
         &mut self,
         slot: TxSlot,
@@ -237,11 +254,16 @@ impl Tx {
         socket: SocketId,
         to: SocketAddr,
         len: usize,
+        tail: Option<Bytes>,
     ) -> squeue::Entry {
         debug_assert!(self.is_held(slot) && len <= self.arena.slot_size());
         let buf = self.arena.slot_ptr(slot);
-        let zero_copy = len >= self.zero_copy_min_bytes
+        let tail = tail.filter(|t| !t.is_empty());
+        let total = len + tail.as_ref().map_or(0, Bytes::len);
+        // A gathered send needs `SendMsgZc` for zero copy (`SendZc` takes one buffer).
+        let zero_copy = total >= self.zero_copy_min_bytes
             && self.zero_copy != ZeroCopy::Off
+            && (tail.is_none() || self.send_msg_zc)
             && (self.zero_copy_loopback || !to.ip().is_loopback());
         let zc_flags = if self.report_usage {
             SEND_ZC_REPORT_USAGE
@@ -263,7 +285,10 @@ impl Tx {
             OpKind::Send
         };
         let user_data = UserData::new(kind, slot.0, side.generation).pack();
-        if let (true, ZeroCopy::Fixed { slots_per_buffer }) = (zero_copy, self.zero_copy) {
+        let gathered = tail.is_some();
+        if let (true, false, ZeroCopy::Fixed { slots_per_buffer }) =
+            (zero_copy, gathered, self.zero_copy)
+        {
             return opcode::SendZc::new(types::Fd(fd), buf, len as u32)
                 .buf_index(Some((slot.0 / slots_per_buffer) as u16))
                 .dest_addr(side.to.as_ptr())
@@ -272,14 +297,27 @@ impl Tx {
                 .build()
                 .user_data(user_data);
         }
-        side.iov = libc::iovec {
+        side.iov[0] = libc::iovec {
             iov_base: buf.cast(),
             iov_len: len,
         };
+        side.iov[1] = match &tail {
+            // The kernel only reads through a send's iovec; `*mut` is what the C type asks for.
+            Some(t) => libc::iovec {
+                iov_base: t.as_ptr().cast_mut().cast(),
+                iov_len: t.len(),
+            },
+            None => libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+        };
+        // Held until the slot is free again, which is after the kernel's last completion.
+        side.tail = tail;
         side.header.msg_name = side.to.as_mut_ptr().cast();
         side.header.msg_namelen = side.to.len;
-        side.header.msg_iov = &raw mut side.iov;
-        side.header.msg_iovlen = 1;
+        side.header.msg_iov = side.iov.as_mut_ptr();
+        side.header.msg_iovlen = if gathered { 2 } else { 1 };
         side.header.msg_control = std::ptr::null_mut();
         side.header.msg_controllen = 0;
         side.header.msg_flags = 0;
@@ -352,7 +390,9 @@ impl Tx {
                 notification,
             };
         } else {
+            // The kernel is done with the slot and the tail: drop the tail's view now.
             side.state = TxState::Free;
+            side.tail = None;
             self.arena.release(TxSlot(user_data.slot));
         }
         done

@@ -553,3 +553,73 @@ fn send_only(
     assert_eq!(d.stats().send_errors, 0, "{:?}", d.stats());
     (count as f64 / elapsed, d.zero_copy_copied())
 }
+
+#[test]
+fn gathered_sends_arrive_whole_and_release_their_tails_after_completion() {
+    use std::sync::atomic::Ordering as AtomicOrdering;
+    // The configuration's zero-copy threshold is 16 KiB, loopback included: the small datagram
+    // goes by `SendMsg` with two iovecs, the large one by `SendMsgZc`.
+    let mut d = UringDriver::new(&config(64, 65_536, 16)).expect("driver");
+    let a = d.bind(loopback()).expect("bind a");
+    let b = d.bind(loopback()).expect("bind b");
+    let b_addr = d.local_addr(b).expect("b bound");
+    for (index, head, len, zero_copy) in [(1u32, 11, 3_000, false), (2, 40, 30_000, true)] {
+        let mut whole = vec![0u8; len];
+        fill(index, &mut whole);
+        let (tail, released) = super::super::watched_bytes(whole[head..].to_vec());
+        let zero_copy_before = d.stats().zero_copy_sends;
+        // The same tail twice, as a tree node sends one payload to two children.
+        for _ in 0..2 {
+            let (slot, buf) = d.tx_acquire().expect("a free slot");
+            buf[..head].copy_from_slice(&whole[..head]);
+            d.send_gather(a, b_addr, slot, head, Some(tail.clone()));
+        }
+        drop(tail);
+        assert!(
+            !released.load(AtomicOrdering::SeqCst),
+            "queued sends hold their tail"
+        );
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            d.poll(Wait::For(Duration::from_millis(10)), |r| {
+                got.push(r.datagram)
+            })
+            .expect("poll");
+            if got.len() == 2 && d.tx_in_flight() == 0 {
+                break;
+            }
+        }
+        assert_eq!(got.len(), 2, "both gathered datagrams arrived");
+        for g in &got {
+            assert_eq!(
+                &g[..],
+                &whole[..],
+                "a gathered datagram is the concatenation"
+            );
+            assert_eq!(check(g), Ok(Some(index)));
+        }
+        assert_eq!(d.tx_in_flight(), 0, "both slots are free again");
+        assert!(
+            released.load(AtomicOrdering::SeqCst),
+            "the tail is dropped once the kernel is done with both sends"
+        );
+        let zero_copy_sends = d.stats().zero_copy_sends - zero_copy_before;
+        assert_eq!(zero_copy_sends, if zero_copy { 2 } else { 0 });
+    }
+    assert_eq!(d.stats().send_errors, 0);
+}
+
+#[test]
+fn a_gathered_send_on_a_closed_socket_fails_and_releases_its_tail() {
+    use std::sync::atomic::Ordering as AtomicOrdering;
+    let mut d = UringDriver::new(&config(8, 2048, 8)).expect("driver");
+    let a = d.bind(loopback()).expect("bind a");
+    let a_addr = d.local_addr(a).expect("a bound");
+    d.close(a);
+    let (tail, released) = super::super::watched_bytes(vec![1; 100]);
+    let (slot, _) = d.tx_acquire().expect("a free slot");
+    d.send_gather(a, a_addr, slot, 1, Some(tail));
+    assert_eq!(d.stats().send_errors, 1);
+    assert_eq!(d.tx_in_flight(), 0);
+    assert!(released.load(AtomicOrdering::SeqCst));
+}
