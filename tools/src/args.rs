@@ -120,7 +120,7 @@ impl Args {
 
 /// The usage error for a flag the tool does not know.
 pub fn unknown(flag: &str) -> UsageError {
-    UsageError(format!("unknown option {flag} (see --help)"))
+    UsageError(format!("unknown option {flag}"))
 }
 
 #[cfg(test)]
@@ -158,4 +158,53 @@ mod tests {
         assert!(a.next_arg().is_ok());
         assert!(a.switch("--json").is_err());
     }
+}
+
+/// How a tool ends when it does not succeed: a usage error (exit 2) or a runtime failure
+/// (exit 1). Either is printed as one line on standard error.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line is wrong.
+    Usage(UsageError),
+    /// Something failed while running.
+    Runtime(anyhow::Error),
+}
+
+impl From<UsageError> for Failure {
+    fn from(e: UsageError) -> Self {
+        Self::Usage(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Runtime(e)
+    }
+}
+
+/// Prints `result`'s error, if any, as one line on standard error, prefixed with the tool's
+/// name, and returns the exit code: 0 ok, 1 runtime failure, 2 usage.
+pub fn finish(tool: &str, result: Result<(), Failure>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("{tool}: {} (see {tool} --help)", one_line(&e.0));
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("{tool}: error: {}", one_line(&format!("{e:#}")));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `s` with line breaks turned into `; `, so an error stays on one line.
+pub fn one_line(s: &str) -> String {
+    s.trim()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

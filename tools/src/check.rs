@@ -81,7 +81,7 @@ pub fn inspect(payload: &[u8]) -> Payload {
 /// of the per-source records in the stats file and the delivery reports.
 #[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
 pub struct SourceReport {
-    /// The source (short id, as in logs).
+    /// The source's member id (64 hex digits in stats files; short in log lines).
     pub source: String,
     /// The source's incarnation.
     pub epoch: u32,

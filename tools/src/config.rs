@@ -6,7 +6,7 @@
 //! example. Unknown keys and bad values are [`ConfigError`]s that name the key (and its line),
 //! so that a typo is never silently ignored.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -173,6 +173,8 @@ pub struct NodeConfig {
     pub identity: PathBuf,
     /// Where shard 0 binds; shard `i` binds port + `i`.
     pub bind: SocketAddr,
+    /// The address peers are told to reach this node at, when `bind` is a wildcard address.
+    pub advertise: Option<IpAddr>,
     /// Number of shards.
     pub shards: usize,
     /// The I/O driver.
@@ -193,6 +195,10 @@ pub struct NodeConfig {
     pub seed: Option<u64>,
     /// Per-group publish budget in bytes; `None`: the engine's default.
     pub publication_bytes: Option<u64>,
+    /// The group protocols' parameters: the engine runs every group of a node with one
+    /// configuration, sized for the largest `expected_members` of the groups and with their
+    /// `overrides` (which must agree) applied, then validated.
+    pub group_config: GroupConfig,
     /// The groups to join, in file order.
     pub groups: Vec<GroupSettings>,
 }
@@ -204,11 +210,8 @@ pub struct GroupSettings {
     pub name: String,
     /// Locators of members to join through; empty for the first member.
     pub contacts: Vec<SocketAddr>,
-    /// The expected number of members (sizes the views).
+    /// The expected number of members (sizes the views; see [`NodeConfig::group_config`]).
     pub expected_members: usize,
-    /// Protocol parameters when `overrides` are given (derived from `expected_members`, then
-    /// overridden, then validated); `None` lets the engine derive them.
-    pub config: Option<GroupConfig>,
     /// A load to publish, if any.
     pub publish: Option<PublishSettings>,
 }
@@ -232,6 +235,7 @@ struct RawConfig {
     name: String,
     identity: Option<PathBuf>,
     bind: SocketAddr,
+    advertise: Option<IpAddr>,
     #[serde(default = "one")]
     shards: usize,
     #[serde(default)]
@@ -265,7 +269,7 @@ struct RawGroup {
     publish: Option<RawPublish>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 struct RawOverrides {
     active_size: Option<usize>,
@@ -380,7 +384,15 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigE
     if raw.publication_bytes == Some(0) {
         return Err(bad("publication_bytes", "0 (expected at least 1)".into()));
     }
+    if raw.advertise.is_some_and(|ip| ip.is_unspecified()) {
+        return Err(bad(
+            "advertise",
+            "a wildcard address cannot be reached".into(),
+        ));
+    }
     let mut groups: Vec<GroupSettings> = Vec::with_capacity(raw.groups.len());
+    // The overrides every group agrees on, and which group gave them first.
+    let mut overrides: Option<(usize, RawOverrides)> = None;
     for (i, g) in raw.groups.into_iter().enumerate() {
         let key = |k: &str| format!("group[{i}].{k}");
         if g.name.is_empty() {
@@ -405,13 +417,20 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigE
                 format!("{c} is not a reachable locator"),
             ));
         }
-        let config = match g.overrides {
-            None => None,
-            Some(o) => Some(
-                apply_overrides(g.expected_members, &o)
-                    .map_err(|(k, m)| bad(&format!("group[{i}].overrides.{k}"), m))?,
-            ),
-        };
+        match (&overrides, g.overrides) {
+            (_, None) => {}
+            (None, Some(o)) => overrides = Some((i, o)),
+            (Some((first, o1)), Some(o)) if *o1 != o => {
+                return Err(bad(
+                    &key("overrides"),
+                    format!(
+                        "differ from group[{first}].overrides: the engine runs all of a node's \
+                         groups with one configuration"
+                    ),
+                ));
+            }
+            (Some(_), Some(_)) => {}
+        }
         let publish = match g.publish {
             None => None,
             Some(p) => Some(
@@ -422,10 +441,23 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigE
             name: g.name,
             contacts: g.contacts,
             expected_members: g.expected_members,
-            config,
             publish,
         });
     }
+    let expected = groups
+        .iter()
+        .map(|g| g.expected_members)
+        .max()
+        .unwrap_or(DEFAULT_EXPECTED_MEMBERS);
+    let (first, o) = overrides.unwrap_or_default();
+    let group_config = apply_overrides(expected, &o).map_err(|(k, m)| {
+        let key = if k.is_empty() {
+            format!("group[{first}].overrides")
+        } else {
+            format!("group[{first}].overrides.{k}")
+        };
+        bad(&key, m)
+    })?;
     let identity = match raw.identity {
         Some(p) if p.as_os_str().is_empty() => return Err(bad("identity", "empty path".into())),
         Some(p) => base.join(p),
@@ -435,6 +467,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigE
         name: raw.name,
         identity,
         bind: raw.bind,
+        advertise: raw.advertise,
         shards: raw.shards,
         driver: raw.driver,
         idle: raw.idle,
@@ -445,6 +478,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigE
         progress_interval: Duration::from_millis(raw.progress_interval_ms),
         seed: raw.seed,
         publication_bytes: raw.publication_bytes,
+        group_config,
         groups,
     })
 }

@@ -38,7 +38,12 @@ pub fn render(group: &str, snapshots: &[Snapshot]) -> String {
         let Some(g) = s.groups.iter().find(|g| g.name == group || g.id == group) else {
             continue;
         };
-        let me = short_id(&s.node_id).to_owned();
+        let member = if g.member.is_empty() {
+            &s.node_id
+        } else {
+            &g.member
+        };
+        let me = short_id(member).to_owned();
         names.insert(me.clone(), s.name.clone());
         seen.insert(me.clone());
         for t in &g.tree {

@@ -76,6 +76,10 @@ pub struct GroupSnapshot {
     pub name: String,
     /// The group's id (16 hex digits).
     pub id: String,
+    /// This node's member id in the group (64 hex digits): the id its messages carry as their
+    /// source and that other members' tree links name. With one shard it is the node id.
+    #[serde(default)]
+    pub member: String,
     /// Whether this node has joined the overlay (has had an active neighbour).
     #[serde(default)]
     pub joined: bool,
@@ -89,14 +93,12 @@ pub struct GroupSnapshot {
     pub delivered_bytes: u64,
     /// Messages reported lost.
     pub lost: u64,
-    /// Messages repaired (graft answers and repairs received or sent, as the engine counts).
-    pub repairs: u64,
-    /// Duplicate copies received.
-    pub duplicates: u64,
     /// Tree repairs (`tree_repaired` events).
-    #[serde(default)]
-    pub tree_repairs: u64,
-    /// Current active neighbours (short ids).
+    pub repairs: u64,
+    /// Duplicate copies received by the shard hosting the group (the engine counts them per
+    /// shard, so this covers every group on that shard).
+    pub duplicates: u64,
+    /// Current active neighbours (member ids, 64 hex digits).
     pub neighbors: Vec<String>,
     /// Further counters of the engine, by name.
     #[serde(default)]
@@ -114,9 +116,9 @@ pub struct GroupSnapshot {
 /// the union of every member's links (see [`crate::dot`]).
 #[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
 pub struct TreeLinks {
-    /// The source (full id, 64 hex digits, or a short id).
+    /// The source (64 hex digits; a 16-digit short id is accepted too).
     pub source: String,
-    /// The eager peers (full or short ids).
+    /// The eager peers (as `source`).
     pub eager: Vec<String>,
 }
 
