@@ -74,10 +74,11 @@ fn run(seed: u64, link: LinkConfig, gather: usize, msgs: &[(Bytes, Bytes)], whol
         }
     });
     let (sa, sb) = (p.sa, p.sb);
-    for (head, body) in msgs {
-        let (head, body) = (head.clone(), body.clone());
-        let r = p.c.with_node(p.a, |e, now, _| {
-            if whole {
+    // All offered before any is sent, so that messages share datagrams.
+    p.c.with_node(p.a, |e, now, _| {
+        for (head, body) in msgs {
+            let (head, body) = (head.clone(), body.clone());
+            let r = if whole {
                 let mut joined = head.to_vec();
                 joined.extend_from_slice(&body);
                 e.offer(now, sa, STREAM, Bytes::from(joined))
@@ -85,10 +86,10 @@ fn run(seed: u64, link: LinkConfig, gather: usize, msgs: &[(Bytes, Bytes)], whol
             } else {
                 e.offer_parts(now, sa, STREAM, head, body)
                     .map_err(|e| e.to_string())
-            }
-        });
-        r.expect("room in the send buffer");
-    }
+            };
+            r.expect("room in the send buffer");
+        }
+    });
     let mut delivered = Vec::new();
     let deadline = p.c.now() + Duration::from_secs(120);
     while delivered.len() < msgs.len() && p.c.now() < deadline {
@@ -256,4 +257,37 @@ fn refused_parts_are_handed_back() {
         e.offer_parts(now, bogus, STREAM, head.clone(), Bytes::new())
     });
     assert!(matches!(e, Err(OfferError::NotConnected((h, b))) if h == head && b.is_empty()));
+}
+
+#[test]
+fn a_message_whose_body_is_gathered_is_not_cut_to_fill_a_datagram() {
+    // After a 600-byte message about 850 bytes are left in the datagram: not room for the next
+    // message (30 + 1,024 bytes) whole. Without gathering it is cut to fill them (two
+    // fragments, reassembled by a copy); with gathering it starts the next datagram whole and
+    // goes uncopied on both sides.
+    let link = LinkConfig::default().latency(Duration::from_millis(2));
+    let msgs: Vec<(Bytes, Bytes)> = (0..20u64)
+        .flat_map(|n| {
+            [
+                (Bytes::new(), payload(n, 600)),
+                (payload(n + 100, 30), payload(n + 200, 1_024)),
+            ]
+        })
+        .collect();
+    let gathered = run(21, link, 1_024, &msgs, false);
+    let copied = run(21, link, usize::MAX, &msgs, false);
+    for r in [&gathered, &copied] {
+        assert_eq!(r.delivered, joined(&msgs));
+    }
+    assert_eq!(gathered.sender.payload_bytes_gathered, 20 * 1_024);
+    assert_eq!(gathered.sender.tx_payload_bytes_copied, 20 * (600 + 30));
+    assert!(
+        gathered.sender.fragments_sent == 40,
+        "every message in one fragment: {}",
+        gathered.sender.fragments_sent
+    );
+    assert!(
+        copied.sender.fragments_sent > 40,
+        "without gathering, messages are cut to fill datagrams"
+    );
 }

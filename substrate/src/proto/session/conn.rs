@@ -1101,7 +1101,8 @@ impl DataTurn {
         let mut sent_any = false;
         while s.pacer_ready(self.now) {
             let stream = s.id;
-            let Some(f) = s.next_fragment(self.now, w.space()) else {
+            let (space, datagram) = (w.space(), w.capacity());
+            let Some(f) = s.next_fragment(self.now, space, datagram, self.gather_min_bytes) else {
                 break;
             };
             let retransmission = f.retransmission;
@@ -1214,6 +1215,11 @@ impl<'a> Writer<'a> {
         header
             .encode(&mut self.buf[..])
             .expect("INVARIANT: buffer is at least MIN_DATAGRAM_BYTES");
+    }
+
+    /// Room for frames in the datagram when it holds none.
+    fn capacity(&self) -> usize {
+        self.buf.len() - HEADER_LEN
     }
 
     /// Room left for frames: none once a tail ends the datagram.

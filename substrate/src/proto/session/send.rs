@@ -437,7 +437,17 @@ impl SendStream {
 
     /// The next fragment to send that fits in `space` bytes of frame (kind, length and body).
     /// Retransmissions come first; new data is cut to fit and to respect the peer's limit.
-    pub(crate) fn next_fragment(&mut self, now: Instant, space: usize) -> Option<FragmentRef<'_>> {
+    ///
+    /// `datagram` is the datagram's room for frames when empty, and `gather_min_bytes` the
+    /// session's setting: a message whose body would be gathered, and which fits whole in an
+    /// empty datagram, is not cut to fill the rest of this one (`None`: it starts the next).
+    pub(crate) fn next_fragment(
+        &mut self,
+        now: Instant,
+        space: usize,
+        datagram: usize,
+        gather_min_bytes: usize,
+    ) -> Option<FragmentRef<'_>> {
         while let Some(seq) = self.retransmit.pop_first() {
             let Some(i) = seq
                 .checked_sub(self.retained_base)
@@ -478,6 +488,18 @@ impl SendStream {
             self.min_later_fragment_bytes
         };
         if take < remaining && take < least {
+            return None;
+        }
+        // A message whose body would go uncopied (gathered) is not cut to fill the room left
+        // here if it fits whole in the next datagram: whole, its body goes uncopied, and the
+        // receiver gets one fragment, which it need not reassemble (a copy). An empty datagram
+        // holds it, so this only moves it to the next datagram, never stalls it.
+        if o.cut == 0
+            && take < remaining
+            && !o.body.is_empty()
+            && o.body.len() >= gather_min_bytes
+            && data_frame_len(self.id, self.next_sequence, message, remaining) <= datagram
+        {
             return None;
         }
         // Flow control admits a fragment whole or not at all: cutting fragments to fit the
