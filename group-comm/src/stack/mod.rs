@@ -23,14 +23,17 @@
 //! reordered across sessions; it receives on both.
 //!
 //! # Copies
-//! A `Data` frame's head and payload are copied once into one session message (the session takes
-//! one contiguous buffer per message). Carrying the shared payload through the session without
-//! that copy (gather offers) is a later issue; the copies are counted in
-//! [`StackStats::payload_bytes_copied`].
+//! A `Data` frame stays two buffers all the way to the driver: its head and its payload (shared
+//! by every child it goes to, and for a forwarding node a slice of the datagram it arrived in)
+//! are queued as a pair and offered with [`Endpoint::offer_parts`], so the stack joins nothing
+//! ([`StackStats::payload_bytes_copied`] stays 0). The session copies the head into the datagram
+//! and, when the payload is at least [`SessionConfig::gather_min_bytes`], hands the payload to
+//! the driver as the datagram's tail, uncopied; its own counters
+//! ([`substrate::proto::session::EndpointStats`]) say how many bytes went each way.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use substrate::id::{Locator, NodeId, SessionHandle, StreamId};
 use substrate::proto::session::{
     CloseCause, ConfigError as SessionConfigError, Endpoint, EndpointConfig, Event, OfferError,
@@ -111,7 +114,9 @@ pub struct StackStats {
     pub frames_sent: u64,
     /// Group frames received from sessions and handed to the group.
     pub frames_received: u64,
-    /// Payload bytes copied to join a `Data` head and its payload into one message.
+    /// Payload bytes the stack copied to join a `Data` head and its payload into one message.
+    /// Stays 0: frames go to sessions as (head, payload) pairs ([`Endpoint::offer_parts`]);
+    /// the session's send-side copies are in its `EndpointStats`.
     pub payload_bytes_copied: u64,
     /// Sessions this node opened.
     pub sessions_opened: u64,
@@ -218,8 +223,9 @@ struct Peer {
     send: Option<SessionHandle>,
     /// A session being opened.
     connecting: Option<SessionHandle>,
-    /// Frames waiting for `send` (not yet established, or back-pressured), oldest first.
-    queue: VecDeque<Bytes>,
+    /// Frames waiting for `send` (not yet established, or back-pressured), oldest first, each as
+    /// its head and its payload (empty except for `Data`), offered as two parts.
+    queue: VecDeque<(Bytes, Bytes)>,
     /// Where to open a session to the peer.
     locator: Option<Locator>,
     /// When a frame was last sent to or received from the peer.
@@ -469,15 +475,8 @@ impl Core {
             self.stats.frames_to_self += 1;
             return;
         }
-        let message = if t.payload.is_empty() {
-            t.frame
-        } else {
-            let mut m = BytesMut::with_capacity(t.frame.len() + t.payload.len());
-            m.extend_from_slice(&t.frame);
-            m.extend_from_slice(&t.payload);
-            self.stats.payload_bytes_copied += t.payload.len() as u64;
-            m.freeze()
-        };
+        // Head and payload stay apart (the payload is shared, never joined to the head).
+        let message = (t.frame, t.payload);
         let peer = self.peer_entry(now, t.to);
         if let Some(l) = t.locator {
             peer.locator = Some(l);
@@ -489,8 +488,9 @@ impl Core {
         self.flush(now, t.to, rng);
     }
 
-    /// Appends a frame to a peer's queue; on overflow breaks the link and returns false.
-    fn enqueue(&mut self, id: NodeId, message: Bytes) -> bool {
+    /// Appends a frame (head, payload) to a peer's queue; on overflow breaks the link and returns
+    /// false.
+    fn enqueue(&mut self, id: NodeId, message: (Bytes, Bytes)) -> bool {
         let max = self.config.max_queued_frames;
         let Some(peer) = self.peers.get_mut(&id) else {
             return false;
@@ -533,8 +533,11 @@ impl Core {
             return;
         };
         let mut gone = false;
-        while let Some(m) = peer.queue.pop_front() {
-            match self.endpoint.offer(now, h, GROUP_STREAM, m) {
+        while let Some((head, payload)) = peer.queue.pop_front() {
+            match self
+                .endpoint
+                .offer_parts(now, h, GROUP_STREAM, head, payload)
+            {
                 Ok(_) => {
                     self.stats.frames_sent += 1;
                     if let Some(l) = self.links.get_mut(&h) {
