@@ -36,12 +36,19 @@ struct Member {
 impl Member {
     fn pump(&mut self) {
         self.engine.invoke();
+        while let Some(e) = self.group.poll_event() {
+            self.events.push(e);
+        }
         let next = &mut self.next;
         let delivered = &mut self.delivered;
+        let events = &self.events;
         self.group.poll(
             |m| {
                 let n = next.entry(m.source).or_insert(m.sequence);
-                assert_eq!(m.sequence, *n, "per-source order, exactly once");
+                assert_eq!(
+                    m.sequence, *n,
+                    "per-source order, exactly once; events {events:?}"
+                );
                 *n += 1;
                 *delivered += 1;
             },

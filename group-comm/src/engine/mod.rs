@@ -466,10 +466,29 @@ impl std::fmt::Debug for GroupEngine {
 impl GroupEngine {
     /// A builder for node `id`: loopback, any port, one shard, dedicated threads.
     pub fn builder(id: NodeId) -> EngineBuilder {
+        let mut group = GroupConfig::for_group_size(64);
+        // A node cut off from a source's tree for a moment (a prune race while trees form)
+        // learns of it from announcements and grafts after `graft_timeout`; meanwhile later
+        // messages arrive through the new path and wait behind the gap, and its neighbours'
+        // caches must still hold what it missed. At the engine's rates (tens of thousands of
+        // messages a second) the simulator's defaults would turn that moment into a loss.
+        group.cache_capacity = 8192;
+        group.reorder_capacity = 16_384;
+        // Received datagrams stay in their receive slots while cached, held or forwarded (zero
+        // copy), so the pool has many small slots, sized for the session's datagrams.
+        let driver = DriverConfig {
+            rx_slots: 32_768,
+            rx_slot_bytes: 2048,
+            tx_slots: 1024,
+            tx_slot_bytes: 2048,
+            ..DriverConfig::default()
+        };
         EngineBuilder {
             id,
-            host: HostBuilder::default().ring_capacity(16_384),
-            group: GroupConfig::for_group_size(64),
+            host: HostBuilder::default()
+                .ring_capacity(16_384)
+                .driver_config(driver),
+            group,
             stack: StackConfig {
                 // The engine throttles publishers at a quarter of this; forwarders may need
                 // the rest while a child catches up.
