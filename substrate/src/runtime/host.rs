@@ -721,7 +721,7 @@ where
             match self.service.poll_transmit(now, buf) {
                 Some(t) => {
                     let Locator::Udp(to) = t.destination;
-                    self.driver.send(self.socket, to, slot, t.len);
+                    self.driver.send_gather(self.socket, to, slot, t.len, t.tail);
                     n += 1;
                 }
                 None => {
