@@ -1,12 +1,16 @@
 //! Phyla's benchmark programs and what they share.
 //!
-//! Two programs live in `src/bin/`:
+//! Three programs live in `src/bin/` (and `sim`, the group protocols in the simulator):
 //! - `throughput`: a sender process pushes messages as fast as it can to a receiver process, which
 //!   counts messages and bytes over a measured window (messages/s, and MB/s with MB = 10^6 bytes).
 //! - `pingpong`: a client process times round trips to an echoing server process and records them
 //!   in an HDR histogram (p50, p99, p99.9, max), and writes an SVG plot of the percentiles.
+//! - `fanout`: one publisher process and N receiver processes; what reaching all N costs the
+//!   publisher with Phyla groups, with N unicast sessions and with ZeroMQ PUB/SUB, and the
+//!   latency to the last receiver. It has its own process orchestration ([`fanout`]); the two
+//!   programs below share [`contender`].
 //!
-//! Both programs are built from [`contender`]: the command line, `--list`, the child processes'
+//! `throughput` and `pingpong` are built from [`contender`]: the command line, `--list`, the child processes'
 //! dispatch and the loop over contenders and sizes; each program adds only what it measures.
 //!
 //! Every measurement (a *contender* at one payload size) runs as two child processes, each pinned
@@ -57,6 +61,7 @@
 pub mod child;
 pub mod cli;
 pub mod contender;
+pub mod fanout;
 pub mod floor;
 pub mod machine;
 pub mod meter;

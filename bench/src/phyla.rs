@@ -115,7 +115,7 @@ fn node(id: u64, driver: DriverKind, datagram_bytes: usize, idle: IdleStrategy) 
 }
 
 /// Runs `node` until the session to `to` is connected.
-fn connect(node: &mut Node, to: &str) -> Result<SessionId> {
+pub(crate) fn connect(node: &mut Node, to: &str) -> Result<SessionId> {
     let to: SocketAddr = to.parse().with_context(|| format!("endpoint {to:?}"))?;
     let session = node.connect(to)?;
     let deadline = Instant::now() + REPLY_TIMEOUT * 5;
