@@ -1,7 +1,6 @@
 //! The fan-out program's results: rows built from the children's reports, the ratios between
 //! systems, the readable tables and the JSON line.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -197,29 +196,35 @@ pub(super) fn pace_label(pace: u64) -> String {
     }
 }
 
-/// What a group's receivers forwarded, and the payload bytes they copied doing it.
+/// What a group's receivers forwarded, and the payload bytes copied on the way.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(super) struct Forwarding {
-    /// Receivers that sent `Data` frames on to others (interior nodes of the tree).
-    pub(super) forwarders: usize,
-    /// `Data` frames they sent (eager pushes, graft answers and repairs).
+    /// Receivers that forwarded at least a tenth of what they received: the tree's interior
+    /// nodes (others may send a few frames in answer to grafts and repairs).
+    pub(super) interior: usize,
+    /// `Data` frames the receivers sent (eager pushes, graft answers and repairs).
     pub(super) data_frames: u64,
     /// Payload bytes in those frames.
     pub(super) payload_bytes: u64,
-    /// At the forwarders: payload bytes copied by the group link layer to join a frame's head
-    /// and payload into one session message (`StackStats::payload_bytes_copied`).
+    /// At the receivers: payload bytes the group link layer copied to join a frame's head and
+    /// payload into one session message (`StackStats::payload_bytes_copied`).
     pub(super) link_join_bytes: u64,
-    /// At the forwarders: message bytes sessions copied into transmit slots (frame heads and
-    /// every message not gathered; control frames included).
+    /// At the receivers: message bytes sessions copied into transmit slots (frame heads, and
+    /// every message not gathered, control frames included).
     pub(super) tx_slot_bytes: u64,
-    /// At the forwarders: message bytes sent as gathered tails, without a copy.
+    /// At the receivers: message bytes sent as gathered tails, without a copy.
     pub(super) tx_gathered_bytes: u64,
-    /// At the forwarders: received bytes copied (reassembly, receive pool exhausted).
+    /// Payload bytes the receivers received (delivered to them).
+    pub(super) received_bytes: u64,
+    /// At the receivers: received bytes copied (reassembly, receive pool exhausted).
     pub(super) rx_copied_bytes: u64,
-    /// Payload copies per forwarded payload byte: the link layer's join copy, the receive
-    /// copies, and the forwarded payload bytes that were not gathered (so were copied into a
-    /// transmit slot), over the forwarded payload bytes. 0 is the design's claim.
-    pub(super) payload_copies_per_forwarded_byte: Option<f64>,
+    /// Sending side of a hop: (join copies + forwarded payload bytes not sent as gathered
+    /// tails, hence copied into a transmit slot) / forwarded payload bytes.
+    pub(super) tx_copies_per_forwarded_byte: Option<f64>,
+    /// Receiving side of a hop: received bytes copied / received payload bytes.
+    pub(super) rx_copies_per_received_byte: Option<f64>,
+    /// Payload copies per forwarding hop: the sum of the two. 0 is the design's claim.
+    pub(super) copies_per_hop: Option<f64>,
     /// Deliveries by hop count, over all receivers (the last bucket is 7 or more).
     pub(super) hops: Vec<u64>,
 }
@@ -247,27 +252,37 @@ impl Forwarding {
                     *sum += count.as_u64().unwrap_or(0);
                 }
             }
+            let received = report.rx.as_ref().map_or(0, |rx| rx.messages_total);
             let frames = number(system, &["forwarded_data_frames"]);
-            if frames == 0 {
-                continue;
+            if frames > 0 && frames * 10 >= received {
+                forwarding.interior += 1;
             }
-            forwarding.forwarders += 1;
             forwarding.data_frames += frames;
             forwarding.payload_bytes += number(system, &["forwarded_payload_bytes"]);
             forwarding.link_join_bytes += number(system, &["copies", "link_join_bytes"]);
             forwarding.tx_slot_bytes += number(system, &["copies", "tx_slot_bytes"]);
             forwarding.tx_gathered_bytes += number(system, &["copies", "tx_gathered_bytes"]);
+            forwarding.received_bytes += report.rx.as_ref().map_or(0, |rx| rx.bytes_total);
             forwarding.rx_copied_bytes += number(system, &["copies", "rx_reassembly_bytes"])
                 + number(system, &["copies", "rx_fallback_bytes"]);
         }
-        if forwarding.payload_bytes > 0 {
-            let not_gathered = forwarding
-                .payload_bytes
-                .saturating_sub(forwarding.tx_gathered_bytes);
-            let copied = forwarding.link_join_bytes + not_gathered + forwarding.rx_copied_bytes;
-            forwarding.payload_copies_per_forwarded_byte =
-                Some(copied as f64 / forwarding.payload_bytes as f64);
-        }
+        let over = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+        let not_gathered = forwarding
+            .payload_bytes
+            .saturating_sub(forwarding.tx_gathered_bytes);
+        forwarding.tx_copies_per_forwarded_byte = over(
+            forwarding.link_join_bytes + not_gathered,
+            forwarding.payload_bytes,
+        );
+        forwarding.rx_copies_per_received_byte =
+            over(forwarding.rx_copied_bytes, forwarding.received_bytes);
+        forwarding.copies_per_hop = match (
+            forwarding.tx_copies_per_forwarded_byte,
+            forwarding.rx_copies_per_received_byte,
+        ) {
+            (Some(tx), Some(rx)) => Some(tx + rx),
+            _ => None,
+        };
         forwarding
     }
 }
@@ -495,9 +510,9 @@ fn summary(rows: &[ThroughputRow]) -> Vec<Value> {
                 },
                 "group_rate_over_zmq": group.and_then(|row| row.rate_over_zmq),
                 "group_rate_over_unicast": group.and_then(|row| row.rate_over_unicast),
-                "group_payload_copies_per_forwarded_byte": group
+                "group_copies_per_hop": group
                     .and_then(|row| row.forwarding.as_ref())
-                    .and_then(|forwarding| forwarding.payload_copies_per_forwarded_byte),
+                    .and_then(|forwarding| forwarding.copies_per_hop),
             })
         })
         .collect()
@@ -576,9 +591,9 @@ fn throughput_table(rows: &[ThroughputRow], machine: &Machine, cores: CorePlan) 
             ));
         }
         if let Some(forwarding) = &row.forwarding
-            && forwarding.forwarders > 0
+            && forwarding.interior > 0
         {
-            notes.push(format!("{} forwarding", forwarding.forwarders));
+            notes.push(format!("{} interior", forwarding.interior));
         }
         table.row(vec![
             row.label.to_owned(),
@@ -654,53 +669,61 @@ fn summary_table(rows: &[ThroughputRow]) -> String {
 }
 
 fn copies_text(rows: &[ThroughputRow]) -> String {
-    let mut text = String::new();
+    let mut table = Table::new(&[
+        ("offered", Align::Right),
+        ("N", Align::Right),
+        ("size", Align::Right),
+        ("deliveries by hops", Align::Left),
+        ("interior", Align::Right),
+        ("data frames fwd", Align::Right),
+        ("gathered", Align::Right),
+        ("tx copies/fwd byte", Align::Right),
+        ("rx copies/rx byte", Align::Right),
+        ("copies/hop", Align::Right),
+    ]);
+    let fixed = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    let mut any = false;
     for row in rows {
         let Some(forwarding) = &row.forwarding else {
             continue;
         };
+        any = true;
         let hops: Vec<String> = forwarding
             .hops
             .iter()
             .enumerate()
             .filter(|(_, count)| **count > 0)
-            .map(|(hops, count)| format!("{hops}: {}", thousands(*count)))
+            .map(|(hops, count)| format!("{hops}:{}", thousands(*count)))
             .collect();
-        let _ = write!(
-            text,
-            "group, N={} {} {}: deliveries by hop count {{{}}}; ",
-            row.receivers,
-            cli::size_label(row.size),
+        let gathered = (forwarding.payload_bytes > 0).then(|| {
+            forwarding.tx_gathered_bytes.min(forwarding.payload_bytes) as f64
+                / forwarding.payload_bytes as f64
+        });
+        table.row(vec![
             pace_label(row.pace.unwrap_or(0)),
-            hops.join(", ")
-        );
-        if forwarding.forwarders == 0 {
-            let _ = writeln!(text, "no receiver forwarded (the publisher pushed to all)");
-            continue;
-        }
-        let _ = writeln!(
-            text,
-            "{} forwarders sent {} data frames ({} payload bytes); at them, payload bytes \
-             copied: link join {}, receive {}, not gathered {} (transmit-slot copies {}, \
-             gathered {}) = {} copies per forwarded payload byte",
-            forwarding.forwarders,
+            row.receivers.to_string(),
+            cli::size_label(row.size),
+            hops.join(" "),
+            forwarding.interior.to_string(),
             thousands(forwarding.data_frames),
-            thousands(forwarding.payload_bytes),
-            thousands(forwarding.link_join_bytes),
-            thousands(forwarding.rx_copied_bytes),
-            thousands(
-                forwarding
-                    .payload_bytes
-                    .saturating_sub(forwarding.tx_gathered_bytes)
-            ),
-            thousands(forwarding.tx_slot_bytes),
-            thousands(forwarding.tx_gathered_bytes),
-            forwarding
-                .payload_copies_per_forwarded_byte
-                .map_or_else(|| "-".to_owned(), |copies| format!("{copies:.2}")),
-        );
+            gathered.map_or_else(|| "-".to_owned(), |share| format!("{:.0} %", share * 100.0)),
+            fixed(forwarding.tx_copies_per_forwarded_byte),
+            fixed(forwarding.rx_copies_per_received_byte),
+            fixed(forwarding.copies_per_hop),
+        ]);
     }
-    text
+    if !any {
+        return String::new();
+    }
+    format!(
+        "group forwarding and payload copies, from the receivers' counters: interior = receivers \
+         that forwarded at least a tenth of what they received; gathered = share of forwarded \
+         payload bytes sent as gathered datagram tails (no copy); tx copies = (join copies + \
+         forwarded payload bytes not gathered) / forwarded payload bytes; rx copies = received \
+         bytes copied (reassembly, pool exhausted) / received payload bytes; copies/hop = tx + rx \
+         (the design's claim: 0)\n\n{}",
+        table.render()
+    )
 }
 
 fn latency_table(rows: &[LatencyRow], options: &FanoutOptions) -> String {
@@ -909,7 +932,7 @@ mod tests {
                 bytes: messages * 1024,
                 window_ns: 1_000_000_000,
                 messages_total: messages + 100,
-                bytes_total: 0,
+                bytes_total: (messages + 100) * 1024,
                 complete: true,
                 extra: serde_json::Map::new(),
             }),
@@ -985,18 +1008,26 @@ mod tests {
         });
         let reports = vec![receiver(1, 10, forwarder), receiver(2, 10, leaf)];
         let forwarding = Forwarding::new(&reports);
-        assert_eq!(forwarding.forwarders, 1);
-        assert_eq!(forwarding.link_join_bytes, 0);
-        assert_eq!(forwarding.payload_copies_per_forwarded_byte, Some(0.0));
+        assert_eq!(forwarding.interior, 1);
+        assert_eq!(forwarding.link_join_bytes, 999);
+        assert_eq!(
+            forwarding.tx_copies_per_forwarded_byte,
+            Some(999.0 / 102_400.0)
+        );
+        assert_eq!(forwarding.rx_copies_per_received_byte, Some(0.0));
         assert_eq!(forwarding.hops, vec![0, 150, 150]);
+        assert!(copies_text(&[]).is_empty());
 
         let copying = json!({
             "forwarded_data_frames": 10,
             "forwarded_payload_bytes": 1_000,
-            "copies": { "link_join_bytes": 1_000, "tx_gathered_bytes": 0 },
+            "copies": { "link_join_bytes": 1_000, "tx_gathered_bytes": 0,
+                        "rx_reassembly_bytes": 112_640 },
         });
         let forwarding = Forwarding::new(&[receiver(1, 10, copying)]);
-        assert_eq!(forwarding.payload_copies_per_forwarded_byte, Some(2.0));
+        assert_eq!(forwarding.tx_copies_per_forwarded_byte, Some(2.0));
+        assert_eq!(forwarding.rx_copies_per_received_byte, Some(1.0));
+        assert_eq!(forwarding.copies_per_hop, Some(3.0));
     }
 
     #[test]
