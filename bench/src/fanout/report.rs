@@ -918,6 +918,8 @@ mod tests {
             complete: true,
             backpressured: 0,
             ticks_behind: 0,
+            ticks: 0,
+            cycles: 0,
             usage: usage(cpu_ns),
             probes_sent: 0,
             system: json!({}),

@@ -451,6 +451,12 @@ pub struct PublisherReport {
     /// Paced: ticks at which back-pressure kept the publisher behind its schedule.
     #[serde(default)]
     pub ticks_behind: u64,
+    /// Paced: ticks (wake-ups) in all.
+    #[serde(default)]
+    pub ticks: u64,
+    /// Paced: duty cycles run in those ticks.
+    #[serde(default)]
+    pub cycles: u64,
     /// The whole run's usage, from `GO` to the end of sending.
     pub usage: Usage,
     /// Latency mode: probes sent.
@@ -574,7 +580,7 @@ fn publish_throughput(
     let mut window = Window::default();
     let mut closed = false;
     let (mut published, mut backpressured) = (0_u64, 0_u64);
-    let mut behind = 0_u64;
+    let (mut behind, mut ticks, mut cycles) = (0_u64, 0_u64, 0_u64);
     loop {
         let mut blocked = false;
         let allowed = if spec.pace == 0 {
@@ -600,7 +606,9 @@ fn publish_throughput(
             }
             // Run the transport until it has nothing left to do, then sleep to the next tick:
             // CPU time is then the work the messages took, not waiting.
+            ticks += 1;
             for _ in 0..PACED_CYCLES_MAX {
+                cycles += 1;
                 if publisher.cycle(false)? == 0 {
                     break;
                 }
@@ -632,6 +640,8 @@ fn publish_throughput(
         complete: closed,
         backpressured,
         ticks_behind: behind,
+        ticks,
+        cycles,
         usage: Usage::now().since(&usage_start),
         probes_sent: 0,
         system: publisher.report(),
@@ -678,6 +688,8 @@ fn publish_probes(
         complete: true,
         backpressured,
         ticks_behind: 0,
+        ticks: 0,
+        cycles: 0,
         usage: Usage::now().since(&usage_start),
         probes_sent: total,
         system: publisher.report(),
