@@ -13,11 +13,14 @@
 //!
 //! # What is measured
 //! - **Publisher's cost**: CPU time (user + system, every thread, from `getrusage`) of the
-//!   publishing process per message published, while it publishes as fast as back-pressure from
-//!   the slowest receiver lets it, over a window of `duration` after a `warmup`. It is the work
-//!   the publisher does per message, whatever the rate: idle processes wait in the kernel
-//!   (`park`), so waiting for receivers costs no CPU. Beside it, the publisher's sustained rate
-//!   and the slowest receiver's delivered rate.
+//!   publishing process per message published, over a window of `duration` after a `warmup`,
+//!   in two settings: at a fixed offered rate that every system sustains (the same load for all:
+//!   each millisecond the publisher offers what is due, runs its transport until it is idle and
+//!   sleeps), and as fast as back-pressure from the slowest receiver lets it (`max`, where the
+//!   rate itself is the figure). Idle processes wait in the kernel (`park`), so waiting costs no
+//!   CPU. On loopback the kernel's work of delivering a datagram or segment is mostly charged to
+//!   the sender, so the publisher's system time grows with what it sends. Beside the cost, the
+//!   publisher's rate and the slowest receiver's delivered rate.
 //! - **Latency**: the publisher sends probes at a fixed rate, each stamped with
 //!   `CLOCK_MONOTONIC` (one clock for every process on the host); each receiver records when it
 //!   was delivered. The row's percentiles are of the time to the *last* of the N receivers (per

@@ -619,7 +619,7 @@ fn throughput_table(rows: &[ThroughputRow], machine: &Machine, cores: CorePlan) 
         cores,
         ("publisher", "receivers"),
         "pub CPU = CPU time (user+sys, all threads) of the publishing process per message \
-         published, while publishing as fast as the slowest receiver allows; \
+         published at the offered rate (max: as fast as the slowest receiver allows); \
          unicast/this and ZeroMQ/this = their publisher CPU per message over this row's",
     )
 }
@@ -852,8 +852,9 @@ pub(super) fn print_json(
         },
         "definitions": {
             "publisher_cpu_ns_per_msg": "CPU time of the publishing process per message \
-                published, in its measured window, while it publishes as fast as back-pressure \
-                from the slowest receiver allows; idle processes wait in the kernel",
+                published, in its measured window, at the row's pace (messages per second \
+                offered; null: as fast as back-pressure from the slowest receiver allows); idle \
+                processes wait in the kernel",
             "delivered_msgs_per_s_min": "messages per second the slowest receiver got in its window",
             "receivers_cpu_ns_per_msg": "sum over receivers of each one's CPU time per message \
                 it received",

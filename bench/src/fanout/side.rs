@@ -84,7 +84,7 @@ impl System {
 /// What a run measures.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Mode {
-    /// The publisher offers as fast as back-pressure lets it.
+    /// The publisher offers at a fixed rate, or as fast as back-pressure lets it.
     Throughput,
     /// The publisher sends stamped probes at a fixed rate; receivers time their arrival.
     Latency,
@@ -562,8 +562,8 @@ fn start_publisher(
     Ok(())
 }
 
-/// Throughput publisher: offer as fast as back-pressure allows for `warmup + duration +`
-/// [`SEND_TAIL`], counting the window's messages and CPU time.
+/// Throughput publisher: offer at `spec.pace` (or as fast as back-pressure allows, if 0) for
+/// `warmup + duration +` [`SEND_TAIL`], counting the window's messages and CPU time.
 fn publish_throughput(
     publisher: &mut dyn Publish,
     spec: &FanoutSpec,
