@@ -193,10 +193,27 @@ pub fn finish(tool: &str, result: Result<(), Failure>) -> std::process::ExitCode
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("{tool}: error: {}", one_line(&format!("{e:#}")));
+            eprintln!("{tool}: error: {}", one_line(&chain(&e)));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes as `context: cause: cause`, leaving out a cause whose text the line
+/// already holds (typed errors often name their cause in their own message).
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// `s` with line breaks turned into `; `, so an error stays on one line.

@@ -8,7 +8,8 @@
 //! - `phyla-demo`: sessions on a simulated lossy network.
 //!
 //! The tools use only the public APIs of `substrate` and `group_comm`, as any application
-//! would; everything that touches the group engine goes through [`host`], so the rest can be
+//! would. Running the group engine (building it, driving it, its events and counters) goes
+//! through [`host`] and [`publisher`]; the rest (configuration, files, checks, output) is
 //! tested without a network. `docs/daemon.md` is the user's guide.
 
 #![warn(missing_docs)]

@@ -58,6 +58,45 @@ impl<W: Write> EventLog<W> {
     }
 }
 
+/// Events drained together, with identical ones (same kind and fields) collapsed into one
+/// line carrying `"repeated": n`: a burst of the same event (a tree repaired once per missing
+/// message) stays readable without hiding that it happened n times.
+#[derive(Debug, Default)]
+pub struct Coalesced {
+    events: Vec<(&'static str, Value, u64)>,
+}
+
+impl Coalesced {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an event; an identical one already in the batch only counts up.
+    pub fn push(&mut self, kind: &'static str, fields: Value) {
+        match self
+            .events
+            .iter_mut()
+            .find(|(k, f, _)| *k == kind && *f == fields)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.events.push((kind, fields, 1)),
+        }
+    }
+
+    /// Writes the batch to `log`, in first-seen order.
+    pub fn emit<W: Write>(self, log: &mut EventLog<W>) {
+        for (kind, mut fields, n) in self.events {
+            if n > 1 {
+                if let Value::Object(m) = &mut fields {
+                    m.insert("repeated".into(), Value::from(n));
+                }
+            }
+            log.emit(kind, fields);
+        }
+    }
+}
+
 /// One log line (with its newline): `ts_ms`, `node`, `event`, then `fields` in name order.
 pub fn format_line(ts_ms: u64, node: &str, event: &str, fields: Value) -> String {
     let fields = match fields {
@@ -87,6 +126,22 @@ pub fn format_line(ts_ms: u64, node: &str, event: &str, fields: Value) -> String
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn identical_events_in_a_batch_become_one_line() {
+        let mut log = EventLog::new("a", Vec::new());
+        let mut batch = Coalesced::new();
+        for _ in 0..3 {
+            batch.push("tree_repaired", json!({"source": "s", "via": "v"}));
+        }
+        batch.push("joined", json!({"group": "g"}));
+        batch.emit(&mut log);
+        let text = String::from_utf8(log.out).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("\"repeated\":3"), "{}", lines[0]);
+        assert!(!lines[1].contains("repeated"));
+    }
 
     #[test]
     fn lines_start_with_time_node_and_event() {

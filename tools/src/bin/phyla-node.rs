@@ -25,7 +25,7 @@ use phyla_tools::check::{DeliveryChecker, SourceReport};
 use phyla_tools::config::{self, NodeConfig, ThreadingChoice};
 use phyla_tools::host::{self, EngineSettings, SnapshotContext};
 use phyla_tools::identity::{self, Origin};
-use phyla_tools::log::{EventLog, unix_ms};
+use phyla_tools::log::{Coalesced, EventLog, unix_ms};
 use phyla_tools::publisher::{Publisher, Pumped};
 use phyla_tools::rundir::{self, RunFiles};
 use phyla_tools::signal;
@@ -396,6 +396,7 @@ impl Daemon<'_> {
     }
 
     fn events(&mut self) {
+        let mut batch = Coalesced::new();
         for j in &mut self.groups {
             while let Some(e) = j.group.poll_event() {
                 match &e {
@@ -415,14 +416,15 @@ impl Daemon<'_> {
                     _ => {}
                 }
                 if let Some((kind, fields)) = host::group_event(&e, &j.name) {
-                    self.log.emit(kind, fields);
+                    batch.push(kind, fields);
                 }
             }
         }
         while let Some(e) = self.engine.poll_event() {
             let (kind, fields) = host::engine_event(&e);
-            self.log.emit(kind, fields);
+            batch.push(kind, fields);
         }
+        batch.emit(&mut self.log);
     }
 
     /// One progress line per source that delivered since the last.

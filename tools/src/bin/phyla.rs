@@ -27,7 +27,7 @@ use group_comm::engine::{Group, GroupEngine, JoinOptions, PublishError};
 use phyla_tools::args::{self, Arg, Args, Failure, UsageError};
 use phyla_tools::check::{self, DeliveryChecker, Payload};
 use phyla_tools::host::{self, EngineSettings};
-use phyla_tools::log::EventLog;
+use phyla_tools::log::{Coalesced, EventLog};
 use phyla_tools::publisher::{Publisher, Pumped};
 use phyla_tools::stats::short_id;
 use phyla_tools::{dot, identity, rundir, signal, stats};
@@ -417,16 +417,18 @@ impl Member {
     /// Logs pending events; true if one matched `want`.
     fn events(&mut self, want: impl Fn(&GroupEvent) -> bool) -> bool {
         let mut hit = false;
+        let mut batch = Coalesced::new();
         while let Some(e) = self.group.poll_event() {
             hit |= want(&e);
             if let Some((kind, fields)) = host::group_event(&e, &self.group_name) {
-                self.log.emit(kind, fields);
+                batch.push(kind, fields);
             }
         }
         while let Some(e) = self.engine.poll_event() {
             let (kind, fields) = host::engine_event(&e);
-            self.log.emit(kind, fields);
+            batch.push(kind, fields);
         }
+        batch.emit(&mut self.log);
         hit
     }
 }
@@ -653,6 +655,7 @@ fn subscribe(o: &SubscribeOptions) -> Result<()> {
 /// Logs the group's events, recording losses in the checker; true if there were any events.
 fn collect_losses(m: &mut Member, checker: &mut DeliveryChecker, group: &str) -> bool {
     let mut any = false;
+    let mut batch = Coalesced::new();
     while let Some(e) = m.group.poll_event() {
         any = true;
         if let GroupEvent::MessagesLost {
@@ -666,14 +669,15 @@ fn collect_losses(m: &mut Member, checker: &mut DeliveryChecker, group: &str) ->
             checker.lost(group, &identity::to_hex(source), *epoch, *first, *last);
         }
         if let Some((kind, fields)) = host::group_event(&e, group) {
-            m.log.emit(kind, fields);
+            batch.push(kind, fields);
         }
     }
     while let Some(e) = m.engine.poll_event() {
         any = true;
         let (kind, fields) = host::engine_event(&e);
-        m.log.emit(kind, fields);
+        batch.push(kind, fields);
     }
+    batch.emit(&mut m.log);
     any
 }
 
