@@ -506,11 +506,23 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The group protocols' parameters the engine uses by default for `n` members: the
+/// simulator's, with the repair cache and reorder buffer sized for the engine's rates (at tens
+/// of thousands of messages a second, the simulator's 128 and 256 turn a prune race while trees
+/// form into a loss). Mirrors `GroupEngine::builder`'s defaults, which the engine does not yet
+/// expose for a given group size.
+fn engine_defaults(n: usize) -> GroupConfig {
+    let mut c = GroupConfig::for_group_size(n);
+    c.cache_capacity = 8192;
+    c.reorder_capacity = 16_384;
+    c
+}
+
 fn apply_overrides(
     expected_members: usize,
     o: &RawOverrides,
 ) -> Result<GroupConfig, (&'static str, String)> {
-    let mut c = GroupConfig::for_group_size(expected_members);
+    let mut c = engine_defaults(expected_members);
     let ms = |v: u64, key: &'static str| {
         if v == 0 {
             Err((key, "0 ms (expected at least 1)".to_owned()))
@@ -569,7 +581,8 @@ fn apply_overrides(
     if let Some(v) = o.flood_fanout {
         c.dissemination = Dissemination::Flood { fanout: v };
     }
-    c.validate().map_err(|e| ("", e.field.to_owned()))?;
+    c.validate()
+        .map_err(|e| ("", format!("out of range or inconsistent: {}", e.field)))?;
     Ok(c)
 }
 
