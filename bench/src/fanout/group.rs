@@ -204,11 +204,13 @@ impl Member {
         let stats = self.engine.stats();
         let tree = self.group.tree();
         let publisher = NodeId::from_u64(1);
-        let children = tree
+        let eager: Vec<String> = tree
             .sources
             .iter()
             .find(|(source, _)| *source == publisher)
-            .map_or(0, |(_, links)| links.len());
+            .map(|(_, links)| links.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let neighbours: Vec<String> = tree.neighbours.iter().map(ToString::to_string).collect();
         let (mut link, mut group, mut endpoint_copied, mut tx_copied, mut gathered) =
             (json!(null), json!(null), 0, 0, 0);
         let (mut datagrams_sent, mut datagrams_received, mut syscalls) = (0, 0, 0);
@@ -255,7 +257,8 @@ impl Member {
             "driver": self.engine.driver().name(),
             "member": self.group.member().to_string(),
             "neighbours": tree.neighbours.len(),
-            "tree_children_of_publisher": children,
+            "eager_links_for_publisher": eager.len(),
+            "tree": { "neighbours": neighbours, "eager_for_publisher": eager },
             "forwarded_data_frames": group["data_sent"],
             "forwarded_payload_bytes": group["payload_bytes_sent"],
             "copies": {
