@@ -386,9 +386,25 @@ impl GroupNode {
             let have = g
                 .source(id.source)
                 .is_some_and(|s| s.epoch == id.epoch && s.has(id.seq));
+            // The source's stream is still arriving (a delivery within the graft timeout) and
+            // the message lies ahead of it: on a reliable, ordered tree link it is late, not
+            // lost (announcements overtake a loaded eager path). Grafting now would only add
+            // a duplicate; wait, for up to four graft timeouts, and let gap repair handle a
+            // message the parent never had.
+            let progressing = self.config.reliable_links
+                && g.source(id.source).is_some_and(|s| {
+                    s.epoch == id.epoch
+                        && id.seq >= s.next
+                        && now < s.last_heard + self.config.graft_timeout
+                });
             let m = &mut g.missing[i];
             if have || m.announcers.is_empty() {
                 g.missing.swap_remove(i);
+                continue;
+            }
+            if progressing && now < m.first_seen + self.config.graft_timeout * 4 {
+                m.deadline = now + half;
+                i += 1;
                 continue;
             }
             // Graft the first announcer; the next one gets its turn after half a timeout.

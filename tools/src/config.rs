@@ -506,23 +506,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The group protocols' parameters the engine uses by default for `n` members: the
-/// simulator's, with the repair cache and reorder buffer sized for the engine's rates (at tens
-/// of thousands of messages a second, the simulator's 128 and 256 turn a prune race while trees
-/// form into a loss). Mirrors `GroupEngine::builder`'s defaults, which the engine does not yet
-/// expose for a given group size.
-fn engine_defaults(n: usize) -> GroupConfig {
-    let mut c = GroupConfig::for_group_size(n);
-    c.cache_capacity = 8192;
-    c.reorder_capacity = 16_384;
-    c
-}
-
 fn apply_overrides(
     expected_members: usize,
     o: &RawOverrides,
 ) -> Result<GroupConfig, (&'static str, String)> {
-    let mut c = engine_defaults(expected_members);
+    let mut c = group_comm::engine::GroupEngine::group_config_for(expected_members);
     let ms = |v: u64, key: &'static str| {
         if v == 0 {
             Err((key, "0 ms (expected at least 1)".to_owned()))

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
 use substrate::id::{Locator, NodeId};
-use substrate::proto::session::{EndpointStats, SessionStats};
+use substrate::proto::session::{EndpointStats, SessionConfig, SessionStats};
 use substrate::runtime::buf::COPIES;
 use substrate::runtime::driver::fault::FaultConfig;
 use substrate::runtime::driver::{DriverConfig, DriverKind, DriverStats};
@@ -62,6 +62,9 @@ use crate::event::GroupEvent;
 use crate::node::GroupStats;
 use crate::stack::{GroupStack, StackConfig, StackError, StackStats};
 use crate::wire::NodeRef;
+
+/// Frames queued for a link past which a publisher's offers wait.
+const PUBLISH_HIGH_WATER: usize = 1024;
 
 /// A message delivered to a group member: in per-source order, exactly once.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -409,8 +412,11 @@ impl EngineBuilder {
             self.advertise,
         );
         let shared = snapshots.clone();
-        // Offers stop while any link has this many frames queued, well before it overflows.
-        let high_water = (stack.max_queued_frames / 4).max(2);
+        // Offers stop while any link has this many frames queued beyond its session's send
+        // buffer: a publisher goes at the pace of its slowest link, and a tree link's queueing
+        // delay stays far below `graft_timeout` (a longer one makes lazy announcements overtake
+        // the eager path, and every message is grafted).
+        let high_water = PUBLISH_HIGH_WATER.min(stack.max_queued_frames / 2).max(2);
         let host = self.host.name("phyla-group").build(move |mut ctx| {
             let mut locator = ctx.locator;
             if let Some(ip) = advertise {
@@ -466,14 +472,7 @@ impl std::fmt::Debug for GroupEngine {
 impl GroupEngine {
     /// A builder for node `id`: loopback, any port, one shard, dedicated threads.
     pub fn builder(id: NodeId) -> EngineBuilder {
-        let mut group = GroupConfig::for_group_size(64);
-        // A node cut off from a source's tree for a moment (a prune race while trees form)
-        // learns of it from announcements and grafts after `graft_timeout`; meanwhile later
-        // messages arrive through the new path and wait behind the gap, and its neighbours'
-        // caches must still hold what it missed. At the engine's rates (tens of thousands of
-        // messages a second) the simulator's defaults would turn that moment into a loss.
-        group.cache_capacity = 8192;
-        group.reorder_capacity = 16_384;
+        let group = Self::group_config_for(64);
         // Received datagrams stay in their receive slots while cached, held or forwarded (zero
         // copy), so the pool has many small slots, sized for the session's datagrams.
         let driver = DriverConfig {
@@ -490,15 +489,45 @@ impl GroupEngine {
                 .driver_config(driver),
             group,
             stack: StackConfig {
-                // The engine throttles publishers at a quarter of this; forwarders may need
-                // the rest while a child catches up.
+                // Publishers wait at `PUBLISH_HIGH_WATER`; forwarders may need far more while
+                // a child catches up.
                 max_queued_frames: 65_536,
+                session: SessionConfig {
+                    // A session's send buffer is queueing delay on a tree link: keep it short.
+                    send_buffer_bytes: 1 << 20,
+                    ..SessionConfig::default()
+                },
                 ..StackConfig::default()
             },
             advertise: None,
             publication_bytes: 4 << 20,
             ring_capacity: 16_384,
         }
+    }
+
+    /// The group protocols' settings the engine uses by default for groups of about `n`
+    /// members: the simulator's ([`GroupConfig::for_group_size`]), with caches sized for the
+    /// engine's rates. A node cut off from a source's tree for a moment (a prune race while
+    /// trees form) learns of it from announcements and grafts after `graft_timeout`; meanwhile
+    /// later messages arrive through the new path and wait behind the gap, and its neighbours'
+    /// caches must still hold what it missed. At tens of thousands of messages a second the
+    /// simulator's 128 and 256 would turn that moment into a loss.
+    pub fn group_config_for(n: usize) -> GroupConfig {
+        let mut c = GroupConfig::for_group_size(n);
+        // Tree links are reliable, ordered sessions: a message announced by a lazy link but
+        // not yet pushed by the tree is late, not lost, unless the tree path broke (which the
+        // session reports). Graft, and swap links for latency, only after half a second, so
+        // that a scheduling stall of a loaded host does not turn into a graft storm...
+        c.graft_timeout = substrate::time::Duration::from_millis(500);
+        c.reliable_links = true;
+        c.thin_requests = true;
+        c.optimization_delay = substrate::time::Duration::from_secs(1);
+        // ...and keep enough messages for a graft or repair to find them after that long:
+        // 32,768 are 1.6 s of 20,000 messages a second.
+        c.cache_capacity = 32_768;
+        c.reorder_capacity = 32_768;
+        c.loss_timeout = substrate::time::Duration::from_secs(10);
+        c
     }
 
     /// The node's identity (shard 0's member id; other shards' are derived from it).
