@@ -17,6 +17,7 @@ use group_comm::engine::{Group, GroupEngine, JoinOptions, PublishError};
 use group_comm::stack::StackConfig;
 use serde_json::{Value, json};
 use substrate::id::NodeId;
+use substrate::proto::session::SessionConfig;
 use substrate::runtime::Threading;
 use substrate::runtime::buf::COPIES;
 
@@ -28,6 +29,9 @@ const GROUP_NAME: &str = "phyla-bench-fanout";
 
 /// `GroupEngine::builder`'s `StackConfig::max_queued_frames`.
 const ENGINE_MAX_QUEUED_FRAMES: usize = 65_536;
+
+/// `GroupEngine::builder`'s `SessionConfig::send_buffer_bytes` for the stack's sessions.
+const ENGINE_SEND_BUFFER_BYTES: u64 = 1 << 20;
 
 /// How long a receiver may take to join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,10 +94,15 @@ fn engine(spec: &FanoutSpec, index: usize) -> Result<GroupEngine> {
         .idle(unicast::idle(spec)?)
         .pin(false)
         .seed(index as u64 + 1);
-    if spec.gather_min_bytes.is_some() {
+    if let Some(gather_min_bytes) = spec.gather_min_bytes {
+        // Setting the stack's configuration replaces the engine's, so its two departures from
+        // the defaults are restated here.
         builder = builder.stack(StackConfig {
-            session: unicast::session_config(spec),
-            // The engine's default, which setting the stack's configuration replaces.
+            session: SessionConfig {
+                send_buffer_bytes: ENGINE_SEND_BUFFER_BYTES,
+                gather_min_bytes,
+                ..SessionConfig::default()
+            },
             max_queued_frames: ENGINE_MAX_QUEUED_FRAMES,
             ..StackConfig::default()
         });
