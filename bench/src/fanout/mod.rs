@@ -198,14 +198,9 @@ pub fn parse(mut args: Args) -> Result<FanoutCommand> {
     let mut options = FanoutOptions::default();
     while let Some(flag) = args.next_flag() {
         match flag.as_str() {
-            "--receivers" => options.receivers = cli::parse_list(&args.raw_value(&flag)?)?,
+            "--receivers" => options.receivers = parse_counts(&args.raw_value(&flag)?)?,
             "--latency-receivers" => {
-                let text = args.raw_value(&flag)?;
-                options.latency_receivers = if text == "none" {
-                    Vec::new()
-                } else {
-                    cli::parse_list(&text)?
-                };
+                options.latency_receivers = parse_counts(&args.raw_value(&flag)?)?;
             }
             "--size" | "--sizes" => options.sizes = cli::parse_sizes(&args.raw_value(&flag)?)?,
             "--rates" => options.paces = parse_paces(&args.raw_value(&flag)?)?,
@@ -238,6 +233,17 @@ pub fn parse(mut args: Args) -> Result<FanoutCommand> {
     }
     options.check()?;
     Ok(FanoutCommand::Run(options))
+}
+
+/// Parses a list of receiver counts, or `none`.
+///
+/// # Errors
+/// When an entry is not a number.
+pub fn parse_counts(text: &str) -> Result<Vec<usize>> {
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    cli::parse_list(text)
 }
 
 /// Parses the publisher's rates: numbers of messages per second, or `max`.
@@ -282,7 +288,7 @@ kernel, so waiting costs nothing. By default the publisher has the first core to
 the receivers share the second.
 
 usage: fanout [OPTIONS]
-  --receivers LIST          receiver counts of the throughput runs (default 1,2,4,8)
+  --receivers LIST          receiver counts of the throughput runs, or none (default 1,2,4,8)
   --latency-receivers LIST  receiver counts of the latency runs, or none (default 8)
   --size LIST               payload sizes in bytes, k/KiB suffixes allowed (default 1024)
   --rates LIST              the publisher's rates in the throughput runs, messages/s or max
@@ -694,6 +700,8 @@ mod tests {
             "group,floor",
             "--latency-receivers",
             "none",
+            "--rates",
+            "5000,max",
         ]))
         .unwrap();
         let FanoutCommand::Run(options) = command else {
@@ -705,6 +713,11 @@ mod tests {
         assert_eq!(options.driver.as_deref(), Some("poll"));
         assert!(options.selects("group") && !options.selects("zmq"));
         assert!(options.latency_receivers.is_empty());
+        assert_eq!(options.paces, vec![5000, 0]);
+        let FanoutCommand::Run(options) = parse(Args::new(["--receivers", "none"])).unwrap() else {
+            panic!("not a run")
+        };
+        assert!(options.receivers.is_empty());
         assert_eq!(parse(Args::new(["--help"])).unwrap(), FanoutCommand::Help);
     }
 
