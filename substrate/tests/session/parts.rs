@@ -64,6 +64,21 @@ fn run(seed: u64, link: LinkConfig, gather: usize, msgs: &[(Bytes, Bytes)], whol
         gather_min_bytes: gather,
         ..SessionConfig::default()
     };
+    run_with(seed, link, config, msgs, whole, msgs.len())
+}
+
+/// As [`run`], with any session configuration, offering the messages `batch` at a time: each
+/// batch is offered at once, and goes out (as far as the windows allow) before the next is
+/// offered. Messages offered together share datagrams; one offered alone is the last thing to
+/// send when it is written.
+fn run_with(
+    seed: u64,
+    link: LinkConfig,
+    config: SessionConfig,
+    msgs: &[(Bytes, Bytes)],
+    whole: bool,
+    batch: usize,
+) -> Run {
     let mut p = Pair::connect(seed, link, config.clone(), config);
     let sent: Sent = Rc::default();
     let sink = sent.clone();
@@ -74,22 +89,23 @@ fn run(seed: u64, link: LinkConfig, gather: usize, msgs: &[(Bytes, Bytes)], whol
         }
     });
     let (sa, sb) = (p.sa, p.sb);
-    // All offered before any is sent, so that messages share datagrams.
-    p.c.with_node(p.a, |e, now, _| {
-        for (head, body) in msgs {
-            let (head, body) = (head.clone(), body.clone());
-            let r = if whole {
-                let mut joined = head.to_vec();
-                joined.extend_from_slice(&body);
-                e.offer(now, sa, STREAM, Bytes::from(joined))
-                    .map_err(|e| e.to_string())
-            } else {
-                e.offer_parts(now, sa, STREAM, head, body)
-                    .map_err(|e| e.to_string())
-            };
-            r.expect("room in the send buffer");
-        }
-    });
+    for msgs in msgs.chunks(batch) {
+        p.c.with_node(p.a, |e, now, _| {
+            for (head, body) in msgs {
+                let (head, body) = (head.clone(), body.clone());
+                let r = if whole {
+                    let mut joined = head.to_vec();
+                    joined.extend_from_slice(&body);
+                    e.offer(now, sa, STREAM, Bytes::from(joined))
+                        .map_err(|e| e.to_string())
+                } else {
+                    e.offer_parts(now, sa, STREAM, head, body)
+                        .map_err(|e| e.to_string())
+                };
+                r.expect("room in the send buffer");
+            }
+        });
+    }
     let mut delivered = Vec::new();
     let deadline = p.c.now() + Duration::from_secs(120);
     while delivered.len() < msgs.len() && p.c.now() < deadline {
@@ -214,13 +230,18 @@ fn parts_are_delivered_as_whole_messages_at_every_gather_threshold_through_loss(
 }
 
 #[test]
-fn a_small_head_before_a_large_body_is_the_only_copy() {
-    // A group frame's case: a short head, a payload of 1 KiB, one fragment each.
+fn a_small_head_before_a_large_body_sent_alone_is_the_only_copy() {
+    // A group frame's case: a short head, a payload of 1 KiB, offered one at a time (each is the
+    // last thing to send when written): every body goes uncopied, one datagram per message.
     let link = LinkConfig::default().latency(Duration::from_millis(2));
     let msgs: Vec<(Bytes, Bytes)> = (0..200u64)
         .map(|n| (payload(n, 30), payload(n + 1_000, 1_024)))
         .collect();
-    let r = run(11, link, 1_024, &msgs, false);
+    let config = SessionConfig {
+        gather_min_bytes: 1_024,
+        ..SessionConfig::default()
+    };
+    let r = run_with(11, link, config.clone(), &msgs, false, 1);
     assert_eq!(r.delivered, joined(&msgs));
     assert_eq!(r.sender.payload_bytes_gathered, 200 * 1_024);
     assert_eq!(r.sender.tx_payload_bytes_copied, 200 * 30);
@@ -229,6 +250,31 @@ fn a_small_head_before_a_large_body_is_the_only_copy() {
         gathered, 200,
         "one datagram per message, each ending with its body"
     );
+
+    // Offered all at once, they are copied and cut to fill datagrams (fewer datagrams); a body
+    // goes uncopied only where its frame fills the datagram anyway, or nothing follows it.
+    let r = run_with(11, link, config, &msgs, false, msgs.len());
+    assert_eq!(r.delivered, joined(&msgs));
+    let with_data: Vec<_> = r
+        .sent
+        .iter()
+        .filter(|(bytes, _)| bytes.len() > 500)
+        .collect();
+    assert!(
+        with_data.len() < 160,
+        "{} datagrams for 200 messages",
+        with_data.len()
+    );
+    let last = with_data.len() - 1;
+    for (i, (bytes, tail)) in with_data.iter().enumerate() {
+        if *tail > 0 {
+            assert!(
+                i == last || bytes.len() > 1_472 - 64,
+                "datagram {i} ended early"
+            );
+        }
+    }
+    assert!(r.sender.payload_bytes_gathered < 200 * 1_024 / 5);
 }
 
 #[test]
@@ -260,11 +306,12 @@ fn refused_parts_are_handed_back() {
 }
 
 #[test]
-fn a_message_whose_body_is_gathered_is_not_cut_to_fill_a_datagram() {
-    // After a 600-byte message about 850 bytes are left in the datagram: not room for the next
-    // message (30 + 1,024 bytes) whole. Without gathering it is cut to fill them (two
-    // fragments, reassembled by a copy); with gathering it starts the next datagram whole and
-    // goes uncopied on both sides.
+fn the_last_message_to_send_is_not_cut_to_fill_a_datagram() {
+    // Pairs of a 600-byte message and a 30 + 1,024-byte one, offered together. After the first,
+    // about 850 bytes are left in the datagram: not room for the second whole. Cutting it would
+    // not save a datagram (nothing follows it), so with gathering it starts the next datagram
+    // whole and goes uncopied on both sides; without, it is cut (three fragments a pair, and a
+    // reassembly copy).
     let link = LinkConfig::default().latency(Duration::from_millis(2));
     let msgs: Vec<(Bytes, Bytes)> = (0..20u64)
         .flat_map(|n| {
@@ -274,20 +321,52 @@ fn a_message_whose_body_is_gathered_is_not_cut_to_fill_a_datagram() {
             ]
         })
         .collect();
-    let gathered = run(21, link, 1_024, &msgs, false);
-    let copied = run(21, link, usize::MAX, &msgs, false);
+    let config = |gather| SessionConfig {
+        gather_min_bytes: gather,
+        ..SessionConfig::default()
+    };
+    let gathered = run_with(21, link, config(1_024), &msgs, false, 2);
+    let copied = run_with(21, link, config(usize::MAX), &msgs, false, 2);
     for r in [&gathered, &copied] {
         assert_eq!(r.delivered, joined(&msgs));
     }
     assert_eq!(gathered.sender.payload_bytes_gathered, 20 * 1_024);
     assert_eq!(gathered.sender.tx_payload_bytes_copied, 20 * (600 + 30));
-    assert!(
-        gathered.sender.fragments_sent == 40,
-        "every message in one fragment: {}",
-        gathered.sender.fragments_sent
+    assert_eq!(
+        gathered.sender.fragments_sent, 40,
+        "every message in one fragment"
     );
-    assert!(
-        copied.sender.fragments_sent > 40,
-        "without gathering, messages are cut to fill datagrams"
+    assert_eq!(
+        copied.sender.fragments_sent, 60,
+        "the second of each pair cut in two"
+    );
+}
+
+#[test]
+fn messages_sent_back_to_back_are_coalesced_not_gathered() {
+    // 1 KiB bodies in datagrams of up to 65,507 bytes, offered at once: ending a datagram after
+    // each would cost sixty times the datagrams, so they are copied and coalesced. Only the last
+    // message, with nothing after it, goes gathered.
+    let config = SessionConfig {
+        max_datagram_bytes: 65_507,
+        gather_min_bytes: 1_024,
+        ..SessionConfig::default()
+    };
+    let msgs: Vec<(Bytes, Bytes)> = (0..600u64)
+        .map(|n| (payload(n, 30), payload(n + 1_000, 1_024)))
+        .collect();
+    let link = LinkConfig::default().latency(Duration::from_millis(2));
+    let r = run_with(31, link, config, &msgs, false, msgs.len());
+    assert_eq!(r.delivered, joined(&msgs));
+    let with_data = r
+        .sent
+        .iter()
+        .filter(|(bytes, _)| bytes.len() > 2_000)
+        .count();
+    assert!(with_data <= 15, "{with_data} datagrams for 600 messages");
+    assert_eq!(r.sender.payload_bytes_gathered, 1_024);
+    assert_eq!(
+        r.sender.tx_payload_bytes_copied + r.sender.payload_bytes_gathered,
+        600 * 1_054
     );
 }

@@ -39,14 +39,14 @@ pub struct SessionConfig {
     pub probe_interval_max: Duration,
     /// Pacing rate for new streams; `None` sends as fast as flow control allows.
     pub default_rate: Option<Rate>,
-    /// A data fragment that carries at least this many bytes of a message's body (the second
-    /// part of [`Endpoint::offer_parts`](super::Endpoint::offer_parts), or the whole message of
-    /// [`Endpoint::offer`](super::Endpoint::offer)) is not copied into the transmit buffer: it
-    /// ends its datagram and goes out as the transmit's tail ([`Transmit::tail`], a gather
-    /// send). Smaller fragments are copied, and may share a datagram with the frames after them.
-    /// `usize::MAX` turns gathering off. Gathering saves a copy but ends the datagram early, so
-    /// it pays only for fragments that leave little room behind them; see `docs/architecture.md`
-    /// for the measurement behind the default.
+    /// Gather sends: a data fragment that carries at least this many bytes of a message's body
+    /// (the second part of [`Endpoint::offer_parts`](super::Endpoint::offer_parts), or the whole
+    /// message of [`Endpoint::offer`](super::Endpoint::offer)) is not copied into the transmit
+    /// buffer but handed to the driver as the datagram's tail ([`Transmit::tail`]), and ends its
+    /// datagram, provided that costs no datagram: nothing else is waiting to be sent, or the
+    /// fragment fills the datagram. Fragments sent back to back with others are copied, so that
+    /// they share datagrams. `usize::MAX` turns gathering off. See `docs/architecture.md`
+    /// ("Messages in two parts, and gathered fragments") for the measurements behind the default.
     ///
     /// [`Transmit::tail`]: crate::proto::Transmit::tail
     pub gather_min_bytes: usize,
@@ -72,8 +72,8 @@ impl Default for SessionConfig {
 }
 
 /// The default [`SessionConfig::gather_min_bytes`], chosen by measurement (see
-/// `docs/architecture.md`, "Gather sends").
-pub const DEFAULT_GATHER_MIN_BYTES: usize = usize::MAX;
+/// `docs/architecture.md`, "Messages in two parts, and gathered fragments").
+pub const DEFAULT_GATHER_MIN_BYTES: usize = 1024;
 
 /// Everything an [`Endpoint`](super::Endpoint) needs.
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@ use super::event::{CloseCause, Event, Message, OfferError};
 use super::recv::{Borrowed, Received, RecvStream};
 use super::rtt::RttEstimator;
 use super::send::{
-    FragmentRef, SendStream, data_body_len, data_frame_len, min_later_fragment_bytes,
+    FragmentRef, SendStream, data_body_len, data_frame_len, gathers, min_later_fragment_bytes,
 };
 use super::stats::SessionStats;
 use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
@@ -1024,8 +1024,11 @@ impl Session {
         // Round robin: start after the stream that sent first last time, wrap around.
         let first = self.next_stream_turn;
         let mut served = None;
+        // Streams with data that are yet to be served in this datagram (so may follow).
+        let mut pending = self.send.values().filter(|s| s.has_sendable()).count();
         let mut serve = |s: &mut SendStream, stats: &mut SessionStats| {
-            if turn.fill(s, w, stats, events) && served.is_none() {
+            pending -= usize::from(s.has_sendable());
+            if turn.fill(s, w, stats, events, pending > 0) && served.is_none() {
                 served = Some(s.id);
             }
             w.space() >= MIN_USEFUL_SPACE
@@ -1081,13 +1084,15 @@ struct DataTurn {
 
 impl DataTurn {
     /// Writes one stream's gap notice, repairs and new data into `w`, as pacing allows.
-    /// Returns whether any data went in.
+    /// `others_after`: streams served after this one have data for the datagram. Returns whether
+    /// any data went in.
     fn fill(
         &self,
         s: &mut SendStream,
         w: &mut Writer<'_>,
         stats: &mut SessionStats,
         events: &mut VecDeque<Event>,
+        others_after: bool,
     ) -> bool {
         if s.wants_gap() {
             if let Some(g) = s.take_gap() {
@@ -1102,12 +1107,16 @@ impl DataTurn {
         while s.pacer_ready(self.now) {
             let stream = s.id;
             let (space, datagram) = (w.space(), w.capacity());
-            let Some(f) = s.next_fragment(self.now, space, datagram, self.gather_min_bytes) else {
+            let gather_min = self.gather_min_bytes;
+            let Some(f) = s.next_fragment(self.now, space, datagram, gather_min, others_after)
+            else {
                 break;
             };
             let retransmission = f.retransmission;
-            let gather = !f.body.is_empty() && f.body.len() >= self.gather_min_bytes;
-            let len = if gather {
+            let frame_len = data_frame_len(stream, f.sequence, f.message, f.len());
+            let room_after = space.saturating_sub(frame_len);
+            let last = !f.more && !others_after;
+            let len = if gathers(f.body.len(), room_after, last, gather_min) {
                 // The body part ends the datagram as its tail; nothing follows it.
                 stats.tx_payload_bytes_copied += f.head.len() as u64;
                 stats.payload_bytes_gathered += f.body.len() as u64;
@@ -1355,6 +1364,7 @@ mod tests {
                             head,
                             body: &body,
                             retransmission: false,
+                            more: false,
                         };
                         let stream = StreamId(stream);
                         let expected = {
@@ -1395,6 +1405,7 @@ mod tests {
             head: b"hd",
             body: &body,
             retransmission: false,
+            more: false,
         };
         assert!(w.put_gathered(StreamId(1), &f) > 0);
         assert_eq!(w.space(), 0);

@@ -109,6 +109,8 @@ pub(crate) struct FragmentRef<'a> {
     /// the datagram's tail.
     pub(crate) body: &'a Bytes,
     pub(crate) retransmission: bool,
+    /// The stream has more to send after this fragment (pacing aside).
+    pub(crate) more: bool,
 }
 
 impl FragmentRef<'_> {
@@ -438,15 +440,18 @@ impl SendStream {
     /// The next fragment to send that fits in `space` bytes of frame (kind, length and body).
     /// Retransmissions come first; new data is cut to fit and to respect the peer's limit.
     ///
-    /// `datagram` is the datagram's room for frames when empty, and `gather_min_bytes` the
-    /// session's setting: a message whose body would be gathered, and which fits whole in an
-    /// empty datagram, is not cut to fill the rest of this one (`None`: it starts the next).
+    /// `datagram` is the datagram's room for frames when empty, `gather_min_bytes` the session's
+    /// setting, and `others_after` says whether other streams have data for this datagram after
+    /// this one. The last thing to send (nothing after it) that an empty datagram would hold
+    /// whole, with a body to gather, is not cut to fill the rest of this one (`None`: it starts
+    /// the next, whole and gathered). Cutting it would not save a datagram, only cost copies.
     pub(crate) fn next_fragment(
         &mut self,
         now: Instant,
         space: usize,
         datagram: usize,
         gather_min_bytes: usize,
+        others_after: bool,
     ) -> Option<FragmentRef<'_>> {
         while let Some(seq) = self.retransmit.pop_first() {
             let Some(i) = seq
@@ -463,6 +468,7 @@ impl SendStream {
             }
             s.sent_at = now;
             s.retransmitted = true;
+            let more = self.has_sendable();
             let s = &self.retained[i];
             return Some(FragmentRef {
                 sequence: seq,
@@ -471,10 +477,12 @@ impl SendStream {
                 head: &s.head,
                 body: &s.body,
                 retransmission: true,
+                more,
             });
         }
         let message = self.next_message - self.queue.len() as u64;
         let room = self.send_limit().saturating_sub(self.next_offset);
+        let alone = self.queue.len() == 1;
         let o = self.queue.front_mut()?;
         let remaining = o.len() - o.cut;
         let fit = max_payload_in(self.id, self.next_sequence, message, space)?;
@@ -490,17 +498,16 @@ impl SendStream {
         if take < remaining && take < least {
             return None;
         }
-        // A message whose body would go uncopied (gathered) is not cut to fill the room left
-        // here if it fits whole in the next datagram: whole, its body goes uncopied, and the
-        // receiver gets one fragment, which it need not reassemble (a copy). An empty datagram
-        // holds it, so this only moves it to the next datagram, never stalls it.
-        if o.cut == 0
-            && take < remaining
-            && !o.body.is_empty()
-            && o.body.len() >= gather_min_bytes
-            && data_frame_len(self.id, self.next_sequence, message, remaining) <= datagram
-        {
-            return None;
+        // The last thing to send, if an empty datagram holds it whole and would gather its body,
+        // is not cut to fill the room left here: cut, it would take two datagrams all the same,
+        // and cost a copy on each side (the receiver reassembles a cut message). It starts the
+        // next datagram instead, which holds it, so this never stalls it.
+        if o.cut == 0 && take < remaining && alone && !others_after {
+            let whole = data_frame_len(self.id, self.next_sequence, message, remaining);
+            let room_after = datagram.saturating_sub(whole);
+            if whole <= datagram && gathers(o.body.len(), room_after, true, gather_min_bytes) {
+                return None;
+            }
         }
         // Flow control admits a fragment whole or not at all: cutting fragments to fit the
         // window would multiply per-fragment costs.
@@ -545,6 +552,7 @@ impl SendStream {
         });
         self.next_offset += charged(take);
         self.retained_bytes += charged(take);
+        let more = self.has_sendable();
         let s = self.retained.back()?;
         Some(FragmentRef {
             sequence,
@@ -553,6 +561,7 @@ impl SendStream {
             head: &s.head,
             body: &s.body,
             retransmission: false,
+            more,
         })
     }
 
@@ -594,6 +603,18 @@ impl SendStream {
         }
         dropped
     }
+}
+
+/// Whether a data fragment whose body part is `body` bytes is sent gathered (the body part as the
+/// datagram's tail, uncopied), given the room the datagram would have left after its frame and
+/// whether anything is to follow it (`last`: nothing is). A gathered frame must end its datagram,
+/// so a fragment is gathered only when that costs no datagram: its body part is at least
+/// `gather_min_bytes`, and either it is the last thing to send now or it fills the datagram
+/// (what is left could not take even a message's first fragment). Otherwise it is copied, and
+/// what follows fills the datagram: for small and medium messages sent back to back, one datagram
+/// saved is worth more than the copies (measured, see `docs/architecture.md`).
+pub(crate) fn gathers(body: usize, room_after: usize, last: bool, gather_min_bytes: usize) -> bool {
+    body > 0 && body >= gather_min_bytes && (last || room_after < MIN_FRAGMENT_BYTES)
 }
 
 /// The least payload of a message's later fragments: half of what an empty datagram surely
