@@ -220,7 +220,9 @@ pub const COMMON_HELP: &str =
   --no-pin          do not pin the processes
   --json-only       print only the JSON line
   --list            list the contenders and exit
-  --help            this text";
+  --help            this text
+environment: PHYLA_GATHER_MIN_BYTES=BYTES|off sets SessionConfig::gather_min_bytes of the
+  Phyla rows (each row names its driver)";
 
 /// Parses a comma-separated list of sizes: `32,1k,64KiB` is `[32, 1024, 65536]`.
 ///

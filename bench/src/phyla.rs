@@ -80,6 +80,18 @@ impl PhylaThroughput {
     }
 }
 
+/// `SessionConfig::gather_min_bytes` of the Phyla rows: `PHYLA_GATHER_MIN_BYTES` (bytes, or
+/// `off`), else the library's default. An environment variable rather than an option so that one
+/// build compares settings run by run; the benchmark's child processes inherit it.
+fn gather_min_bytes() -> usize {
+    let default = substrate::proto::session::DEFAULT_GATHER_MIN_BYTES;
+    match std::env::var("PHYLA_GATHER_MIN_BYTES") {
+        Ok(v) if v.trim() == "off" => usize::MAX,
+        Ok(v) => v.trim().parse().unwrap_or(default),
+        Err(_) => default,
+    }
+}
+
 /// A node as the benchmarks configure it.
 fn node(id: u64, driver: DriverKind, datagram_bytes: usize, idle: IdleStrategy) -> Result<Node> {
     let session = SessionConfig {
@@ -88,6 +100,7 @@ fn node(id: u64, driver: DriverKind, datagram_bytes: usize, idle: IdleStrategy) 
         // of charged bytes stays well inside the pool below even for small messages.
         window_bytes: 4 << 20,
         send_buffer_bytes: 8 << 20,
+        gather_min_bytes: gather_min_bytes(),
         ..SessionConfig::default()
     };
     // Small datagrams get small slots, and more of them.
@@ -152,8 +165,10 @@ fn counters_json(c: &Counters, messages: u64, bytes: u64) -> serde_json::Value {
         "cycles": c.cycles,
         "zero_copy_sends": c.zero_copy_sends,
         "rx_pool_exhausted": c.rx_pool_exhausted,
+        "payload_bytes_gathered": c.payload_bytes_gathered,
         "payload_copies_per_byte": {
             "offer": per(c.offer_bytes_copied),
+            "send_datagram_write": per(c.tx_payload_bytes_copied),
             "receive_reassembly": per(c.rx_payload_bytes_copied),
             "receive_pool_exhausted": per(c.rx_fallback_bytes_copied),
         },
