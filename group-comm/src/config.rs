@@ -77,13 +77,6 @@ pub struct GroupConfig {
     /// timeouts): on a loaded host announcements overtake the eager path, and grafting each of
     /// them would add a duplicate per message. Off for lossy links (the simulator's drop mode).
     pub reliable_links: bool,
-    /// A node with at most half its active slots filled asks with `Thin` priority, which a full
-    /// node accepts one over its size: otherwise a small island whose members all have free
-    /// slots, next to one whose members are all full, asks and is refused for ever (seen with
-    /// eight members joining through one contact at once). Off in the simulator's defaults:
-    /// with drop loss it left one node of 2,000 out of every broadcast (seed 0 of
-    /// `drop_loss_of_5_percent_loses_no_message_of_a_live_source`), not yet understood.
-    pub thin_requests: bool,
 
     /// Messages kept for grafts and repair.
     pub cache_capacity: usize,
@@ -136,7 +129,6 @@ impl GroupConfig {
             graft_timeout: Duration::from_millis(250),
             optimization_delay: Duration::from_millis(50),
             reliable_links: false,
-            thin_requests: false,
             cache_capacity: 128,
             reorder_capacity: 256,
             repair_timeout: Duration::from_millis(250),

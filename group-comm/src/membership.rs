@@ -286,9 +286,6 @@ impl GroupNode {
         let accept = match priority {
             NeighborPriority::High | NeighborPriority::Reconnect => Some(false),
             NeighborPriority::Low => (!full).then_some(false),
-            NeighborPriority::Thin => {
-                (g.active.len() < self.config.active_size + 1).then_some(false)
-            }
             NeighborPriority::Optimize => {
                 if !full {
                     Some(true)
@@ -305,9 +302,7 @@ impl GroupNode {
         };
         match accept {
             Some(biased) => {
-                let limit =
-                    self.config.active_size + usize::from(priority == NeighborPriority::Thin);
-                self.insert_active(gi, from, biased, rtt, limit, now, rng);
+                self.add_active(gi, from, biased, rtt, now, rng);
                 self.send_accept(gi, from);
             }
             None => {
@@ -511,23 +506,6 @@ impl GroupNode {
         now: Instant,
         rng: &mut Rng,
     ) -> bool {
-        let limit = self.config.active_size;
-        self.insert_active(gi, node, biased, rtt, limit, now, rng)
-    }
-
-    /// [`add_active`](Self::add_active) with the view allowed to grow to `limit` before a
-    /// neighbour is displaced.
-    #[allow(clippy::too_many_arguments)]
-    fn insert_active(
-        &mut self,
-        gi: usize,
-        node: NodeRef,
-        biased: bool,
-        rtt: Option<Duration>,
-        limit: usize,
-        now: Instant,
-        rng: &mut Rng,
-    ) -> bool {
         if node.id == self.me.id {
             return false;
         }
@@ -539,7 +517,7 @@ impl GroupNode {
             a.rtt = min_rtt(a.rtt, rtt);
             return false;
         }
-        if g.active.len() >= limit {
+        if g.active.len() >= self.config.active_size {
             // Displace a random neighbour, never a biased one if a random one exists.
             let randoms: Vec<usize> = (0..g.active.len())
                 .filter(|&i| !g.active[i].biased)
@@ -643,13 +621,8 @@ impl GroupNode {
                 break;
             }
             let node = candidates[rng.below(candidates.len() as u64) as usize];
-            // At half its slots or below, a node asks as `Thin`, which a full node accepts one
-            // over its size: otherwise a small island whose members all have free slots, next
-            // to an island whose members are all full, would ask and be refused for ever.
             let priority = if urgent {
                 NeighborPriority::High
-            } else if self.config.thin_requests && g.active.len() <= size / 2 {
-                NeighborPriority::Thin
             } else {
                 NeighborPriority::Low
             };

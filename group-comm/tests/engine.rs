@@ -2,7 +2,12 @@
 //! test thread runs every shard): joining by locator, publishing with backpressure, exact
 //! per-source delivery, leave and rejoin, and garbage at a group port.
 
-use std::collections::HashMap;
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test on the real engine: it bounds its waits by the wall clock"
+)]
+
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,15 @@ use substrate::runtime::driver::DriverKind;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn engine(n: u64, driver: DriverKind) -> GroupEngine {
-    GroupEngine::builder(NodeId::from_u64(n))
+    let mut id = [0u8; 32];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = (n as u8)
+            .wrapping_mul(37)
+            .wrapping_add(i as u8)
+            .wrapping_mul(101)
+            ^ 0x5a;
+    }
+    GroupEngine::builder(NodeId(id))
         .threading(Threading::Invoker)
         .driver(driver)
         .seed(n)
@@ -28,7 +41,7 @@ struct Member {
     engine: GroupEngine,
     group: Group,
     /// Per source: next expected sequence.
-    next: HashMap<NodeId, u64>,
+    next: BTreeMap<NodeId, u64>,
     delivered: u64,
     events: Vec<GroupEvent>,
 }
@@ -80,7 +93,7 @@ fn members(count: u64, driver: DriverKind) -> Vec<Member> {
         out.push(Member {
             engine,
             group,
-            next: HashMap::new(),
+            next: BTreeMap::new(),
             delivered: 0,
             events: Vec::new(),
         });

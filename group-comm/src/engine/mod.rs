@@ -520,7 +520,6 @@ impl GroupEngine {
         // that a scheduling stall of a loaded host does not turn into a graft storm...
         c.graft_timeout = substrate::time::Duration::from_millis(500);
         c.reliable_links = true;
-        c.thin_requests = true;
         c.optimization_delay = substrate::time::Duration::from_secs(1);
         // ...and keep enough messages for a graft or repair to find them after that long:
         // 32,768 are 1.6 s of 20,000 messages a second.

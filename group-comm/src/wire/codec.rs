@@ -414,7 +414,6 @@ fn priority_from_u8(priority: u8) -> Result<NeighborPriority, GroupDecodeError> 
         1 => Ok(NeighborPriority::High),
         2 => Ok(NeighborPriority::Reconnect),
         3 => Ok(NeighborPriority::Optimize),
-        4 => Ok(NeighborPriority::Thin),
         _ => Err(GroupDecodeError::FieldOutOfRange {
             field: "neighbor.priority",
         }),

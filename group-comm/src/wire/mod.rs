@@ -126,10 +126,6 @@ pub enum NeighborPriority {
     Reconnect = 2,
     /// A latency optimisation: accept only with a free slot or a slower optimisable neighbour.
     Optimize = 3,
-    /// The sender has at most half its slots filled: accept even when full, one over the
-    /// active view's size, so that a small island whose members all have free slots joins an
-    /// island whose members are all full (no neighbour is dropped, so nothing cascades).
-    Thin = 4,
 }
 
 /// Where a source's delivery stands at the sender: the next sequence number it expects.
