@@ -295,8 +295,9 @@ impl GroupNode {
             if w.source == me {
                 g.next_seq = g.next_seq.max(w.next_seq);
             } else if g.source_index(w.source).is_none() && g.sources.len() < max {
-                g.sources
-                    .push(crate::delivery::Source::new(w.source, w.epoch, w.next_seq, now));
+                g.sources.push(crate::delivery::Source::new(
+                    w.source, w.epoch, w.next_seq, now,
+                ));
             }
         }
     }

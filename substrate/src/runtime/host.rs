@@ -721,7 +721,8 @@ where
             match self.service.poll_transmit(now, buf) {
                 Some(t) => {
                     let Locator::Udp(to) = t.destination;
-                    self.driver.send_gather(self.socket, to, slot, t.len, t.tail);
+                    self.driver
+                        .send_gather(self.socket, to, slot, t.len, t.tail);
                     n += 1;
                 }
                 None => {
