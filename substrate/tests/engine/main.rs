@@ -14,6 +14,7 @@ mod dedicated;
 mod failed_build;
 mod fan_out;
 mod gather;
+mod host;
 mod random_datagrams;
 mod small_rx_pool;
 mod smoke;
