@@ -73,6 +73,9 @@ struct Attached {
     held_events: VecDeque<GroupEvent>,
     /// Offers are refused until the links catch up.
     backpressured: bool,
+    /// The held offer found no neighbour: nothing to try until one comes up (so that a parked
+    /// shard is not kept spinning by an offer it cannot take).
+    awaiting_neighbour: bool,
     /// Messages dropped for a slow consumer since the last report.
     slow_dropped: u64,
     counters: GroupCounters,
@@ -181,7 +184,10 @@ impl GroupService {
                             a.counters.lost += last.saturating_sub(*first) + 1;
                         }
                         GroupEvent::TreeRepaired { .. } => a.counters.repairs += 1,
-                        GroupEvent::NeighborUp { .. } => a.counters.neighbours += 1,
+                        GroupEvent::NeighborUp { .. } => {
+                            a.counters.neighbours += 1;
+                            a.awaiting_neighbour = false;
+                        }
                         GroupEvent::NeighborDown { .. } => {
                             a.counters.neighbours = a.counters.neighbours.saturating_sub(1);
                         }
@@ -249,6 +255,7 @@ impl GroupService {
                 match self.stack.publish(now, id, m.clone(), rng) {
                     Ok(_) => {
                         let a = &mut self.groups[i];
+                        a.awaiting_neighbour = false;
                         a.taken += len;
                         a.counters.published += 1;
                         a.counters.published_bytes += len;
@@ -257,6 +264,7 @@ impl GroupService {
                     Err(GroupError::NotConnected(_)) => {
                         // No neighbour yet: the offer waits (and the ring fills: backpressure).
                         self.groups[i].held_offer = Some(m);
+                        self.groups[i].awaiting_neighbour = true;
                         break;
                     }
                     Err(_) => {
@@ -439,6 +447,7 @@ impl Service for GroupService {
                     held_messages: VecDeque::new(),
                     held_events: VecDeque::new(),
                     backpressured: false,
+                    awaiting_neighbour: false,
                     slow_dropped: 0,
                     counters: GroupCounters::new(group),
                 };
@@ -476,7 +485,9 @@ impl Service for GroupService {
         let backlog = self.stack.backlog();
         let high = self.high_water;
         self.groups.iter_mut().any(|a| {
-            (backlog < high && (a.held_offer.is_some() || !a.ends.offers.is_empty()))
+            (backlog < high
+                && !a.awaiting_neighbour
+                && (a.held_offer.is_some() || !a.ends.offers.is_empty()))
                 || (!a.held_messages.is_empty() && a.ends.messages.has_room())
                 || (!a.held_events.is_empty() && a.ends.events.has_room())
                 || Arc::strong_count(&a.ends.alive) == 1
