@@ -156,7 +156,7 @@ impl ThroughputRow {
             zmq_cost_over_this: None,
             rate_over_zmq: None,
             rate_over_unicast: None,
-            forwarding: (system == System::Group).then(|| Forwarding::new(&reports)),
+            forwarding: (system == System::Group).then(|| Forwarding::new(&reports, size)),
             publisher,
             receiver_reports: reports,
         }
@@ -230,7 +230,9 @@ pub(super) struct Forwarding {
 }
 
 impl Forwarding {
-    fn new(reports: &[ReceiverReport]) -> Self {
+    /// What `reports` say; `size` is the payload size, for receivers that report messages but
+    /// not bytes (latency runs).
+    fn new(reports: &[ReceiverReport], size: usize) -> Self {
         let mut forwarding = Self::default();
         let number = |value: &Value, path: &[&str]| {
             path.iter()
@@ -252,7 +254,8 @@ impl Forwarding {
                     *sum += count.as_u64().unwrap_or(0);
                 }
             }
-            let received = report.rx.as_ref().map_or(0, |rx| rx.messages_total);
+            let delivered = number(system, &["counters", "delivered"]);
+            let received = report.rx.as_ref().map_or(delivered, |rx| rx.messages_total);
             let frames = number(system, &["forwarded_data_frames"]);
             if frames > 0 && frames * 10 >= received {
                 forwarding.interior += 1;
@@ -262,7 +265,10 @@ impl Forwarding {
             forwarding.link_join_bytes += number(system, &["copies", "link_join_bytes"]);
             forwarding.tx_slot_bytes += number(system, &["copies", "tx_slot_bytes"]);
             forwarding.tx_gathered_bytes += number(system, &["copies", "tx_gathered_bytes"]);
-            forwarding.received_bytes += report.rx.as_ref().map_or(0, |rx| rx.bytes_total);
+            forwarding.received_bytes += report
+                .rx
+                .as_ref()
+                .map_or(delivered * size as u64, |rx| rx.bytes_total);
             forwarding.rx_copied_bytes += number(system, &["copies", "rx_reassembly_bytes"])
                 + number(system, &["copies", "rx_fallback_bytes"]);
         }
@@ -323,6 +329,10 @@ pub(super) struct LatencyRow {
     pub(super) p50_over_phyla_rtt: Option<f64>,
     /// `last.p99` over Phyla's own unicast ping-pong round trip (parked).
     pub(super) p99_over_phyla_rtt: Option<f64>,
+    /// Groups: what the receivers forwarded and the copies on the way, at the probe rate.
+    pub(super) forwarding: Option<Forwarding>,
+    /// Each receiver: its own latencies and its system's report.
+    pub(super) per_receiver: Vec<Value>,
 }
 
 impl LatencyRow {
@@ -375,6 +385,25 @@ impl LatencyRow {
             p99_over_floor_blocking_rtt: None,
             p50_over_phyla_rtt: None,
             p99_over_phyla_rtt: None,
+            forwarding: (system == System::Group).then(|| Forwarding::new(reports, size)),
+            per_receiver: reports
+                .iter()
+                .map(|report| {
+                    let mut own = histogram()?;
+                    for &ns in report.latencies_ns.iter().filter(|ns| **ns > 0) {
+                        own.saturating_record(ns);
+                    }
+                    Ok(json!({
+                        "index": report.index,
+                        "probes_received": report.probes_received,
+                        "p50_ns": own.value_at_quantile(0.5),
+                        "p99_ns": own.value_at_quantile(0.99),
+                        "max_ns": own.max(),
+                        "usage": report.usage,
+                        "system": report.system,
+                    }))
+                })
+                .collect::<Result<_>>()?,
         })
     }
 }
@@ -530,12 +559,27 @@ pub(super) fn render(
         text.push_str(&throughput_table(&results.throughput, machine, cores));
         text.push('\n');
         text.push_str(&summary_table(&results.throughput));
-        text.push('\n');
-        text.push_str(&copies_text(&results.throughput));
     }
     if !results.latency.is_empty() {
         text.push('\n');
         text.push_str(&latency_table(&results.latency, options));
+    }
+    let mut copies: Vec<CopiesEntry<'_>> = Vec::new();
+    for row in &results.throughput {
+        if let Some(forwarding) = &row.forwarding {
+            let load = pace_label(row.pace.unwrap_or(0));
+            copies.push((load, row.receivers, row.size, forwarding));
+        }
+    }
+    for row in &results.latency {
+        if let Some(forwarding) = &row.forwarding {
+            let load = format!("probes {}/s", thousands(options.rate));
+            copies.push((load, row.receivers, row.size, forwarding));
+        }
+    }
+    if !copies.is_empty() {
+        text.push('\n');
+        text.push_str(&copies_text(&copies));
     }
     if !results.floor.is_empty() {
         text.push('\n');
@@ -668,9 +712,12 @@ fn summary_table(rows: &[ThroughputRow]) -> String {
     )
 }
 
-fn copies_text(rows: &[ThroughputRow]) -> String {
+/// One line of the copies table: the run's load, N, the size and what was forwarded.
+type CopiesEntry<'a> = (String, usize, usize, &'a Forwarding);
+
+fn copies_text(entries: &[CopiesEntry<'_>]) -> String {
     let mut table = Table::new(&[
-        ("offered", Align::Right),
+        ("load", Align::Right),
         ("N", Align::Right),
         ("size", Align::Right),
         ("deliveries by hops", Align::Left),
@@ -682,12 +729,8 @@ fn copies_text(rows: &[ThroughputRow]) -> String {
         ("copies/hop", Align::Right),
     ]);
     let fixed = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
-    let mut any = false;
-    for row in rows {
-        let Some(forwarding) = &row.forwarding else {
-            continue;
-        };
-        any = true;
+    let any = !entries.is_empty();
+    for (load, receivers, size, forwarding) in entries {
         let hops: Vec<String> = forwarding
             .hops
             .iter()
@@ -700,9 +743,9 @@ fn copies_text(rows: &[ThroughputRow]) -> String {
                 / forwarding.payload_bytes as f64
         });
         table.row(vec![
-            pace_label(row.pace.unwrap_or(0)),
-            row.receivers.to_string(),
-            cli::size_label(row.size),
+            load.clone(),
+            receivers.to_string(),
+            cli::size_label(*size),
             hops.join(" "),
             forwarding.interior.to_string(),
             thousands(forwarding.data_frames),
@@ -1010,7 +1053,7 @@ mod tests {
             "extra": { "hops": [0, 0, 100] },
         });
         let reports = vec![receiver(1, 10, forwarder), receiver(2, 10, leaf)];
-        let forwarding = Forwarding::new(&reports);
+        let forwarding = Forwarding::new(&reports, 1024);
         assert_eq!(forwarding.interior, 1);
         assert_eq!(forwarding.link_join_bytes, 999);
         assert_eq!(
@@ -1020,6 +1063,8 @@ mod tests {
         assert_eq!(forwarding.rx_copies_per_received_byte, Some(0.0));
         assert_eq!(forwarding.hops, vec![0, 150, 150]);
         assert!(copies_text(&[]).is_empty());
+        let text = copies_text(&[("max".to_owned(), 2, 1024, &forwarding)]);
+        assert!(text.contains("1:150") && text.contains("100 %"), "{text}");
 
         let copying = json!({
             "forwarded_data_frames": 10,
@@ -1027,7 +1072,7 @@ mod tests {
             "copies": { "link_join_bytes": 1_000, "tx_gathered_bytes": 0,
                         "rx_reassembly_bytes": 112_640 },
         });
-        let forwarding = Forwarding::new(&[receiver(1, 10, copying)]);
+        let forwarding = Forwarding::new(&[receiver(1, 10, copying)], 1024);
         assert_eq!(forwarding.tx_copies_per_forwarded_byte, Some(2.0));
         assert_eq!(forwarding.rx_copies_per_received_byte, Some(1.0));
         assert_eq!(forwarding.copies_per_hop, Some(3.0));
