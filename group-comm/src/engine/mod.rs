@@ -1,7 +1,7 @@
 //! Groups on the substrate engine: join a group by name, publish to it, poll its messages and
 //! events, across processes and hosts.
 //!
-//! A [`GroupEngine`] runs one [`GroupStack`](crate::stack::GroupStack) per shard on the engine's
+//! A [`GroupEngine`] runs one [`GroupStack`] per shard on the engine's
 //! [`Host`]: each shard has its own socket, sessions and groups, and a group lives on the shard
 //! its id hashes to, so nothing is shared between shards and the data path takes no lock. The
 //! application and a shard meet only in lock-free SPSC rings: offers in, messages and events
