@@ -480,7 +480,7 @@ pub(super) fn compute_ratios(
             .map(|row| row.summary.clone())
     };
     let ratio_ns = |a: u64, b: Option<u64>| b.filter(|b| *b > 0).map(|b| a as f64 / b as f64);
-    for row in latency {
+    for row in latency.iter_mut().filter(|row| row.probes_to_all > 0) {
         let busy = floor_of(row.size, &|f| {
             f.baseline == Some(LatencyBaseline::FloorBusy.key())
         });
@@ -787,15 +787,23 @@ fn latency_table(rows: &[LatencyRow], options: &FanoutOptions) -> String {
         ("probes to all", Align::Right),
     ]);
     for row in rows {
+        // No probe reached every receiver: there is no "last" to show.
+        let last = |ns: u64| {
+            if row.probes_to_all == 0 {
+                "-".to_owned()
+            } else {
+                micros(ns)
+            }
+        };
         table.row(vec![
             row.label.to_owned(),
             row.mode.to_owned(),
             row.receivers.to_string(),
             cli::size_label(row.size),
-            micros(row.last.p50_ns),
-            micros(row.last.p99_ns),
-            micros(row.last.p999_ns),
-            micros(row.last.max_ns),
+            last(row.last.p50_ns),
+            last(row.last.p99_ns),
+            last(row.last.p999_ns),
+            last(row.last.max_ns),
             micros(row.each.p50_ns),
             micros(row.each.p99_ns),
             ratio(row.p50_over_floor_blocking_rtt),
@@ -1097,8 +1105,27 @@ mod tests {
             size: 1024,
             summary: rows[0].last.clone(),
         };
-        compute_ratios(&mut [], &mut rows, &[floor]);
+        compute_ratios(&mut [], &mut rows, std::slice::from_ref(&floor));
         assert_eq!(rows[0].p50_over_floor_blocking_rtt, Some(1.0));
         assert_eq!(rows[0].p50_over_phyla_rtt, None);
+
+        let mut cut_off = receiver(1, 0, json!({}));
+        cut_off.latencies_ns = vec![10_000, 0];
+        let mut rows = vec![
+            LatencyRow::new(
+                System::Group,
+                2,
+                1024,
+                2,
+                &[cut_off, receiver(2, 0, json!({}))],
+            )
+            .unwrap(),
+        ];
+        compute_ratios(&mut [], &mut rows, &[floor]);
+        assert_eq!(rows[0].probes_to_all, 0);
+        assert_eq!(rows[0].p50_over_floor_blocking_rtt, None);
+        let options = FanoutOptions::default();
+        let text = latency_table(&rows, &options);
+        assert!(text.contains("0/2"), "{text}");
     }
 }
