@@ -40,22 +40,20 @@
 mod service;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use substrate::id::{Locator, NodeId};
 use substrate::proto::session::{EndpointStats, SessionConfig, SessionStats};
-use substrate::runtime::buf::COPIES;
 use substrate::runtime::driver::fault::FaultConfig;
 use substrate::runtime::driver::{DriverConfig, DriverKind, DriverStats};
 use substrate::runtime::host::{Host, HostBuilder, Hosted, ShardWake};
 use substrate::runtime::idle::IdleStrategy;
-use substrate::runtime::{NodeError, Threading};
-use substrate::sync::spsc::{self, Consumer, Producer};
+use substrate::runtime::{NodeError, Publication, Threading, publication_pair};
+use substrate::sync::spsc::{self, Consumer};
 use thiserror::Error;
 
-use self::service::{Command, Ends, Gauge, GroupService, Snapshot, member_id};
+use self::service::{Command, Ends, GroupService, Snapshot, member_id};
 use crate::GroupId;
 use crate::config::GroupConfig;
 use crate::event::GroupEvent;
@@ -130,21 +128,12 @@ pub enum EngineError {
     Busy(usize),
 }
 
-/// Why an offer was not taken.
-#[derive(Clone, Copy, Debug, Eq, Error, PartialEq)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The group's publication buffer is full: its links are behind (a slow child, a full
-    /// session window) or it has no neighbour yet. Retry later; nothing was queued.
-    #[error("backpressured")]
-    BackPressured,
-    /// The message is larger than the publication buffer can ever hold.
-    #[error("message of {0} bytes exceeds the publication buffer")]
-    TooLarge(usize),
-    /// The group was left or refused the handle: nothing more can be published on it.
-    #[error("the group handle is closed")]
-    Closed,
-}
+/// Why an offer was not taken: the same as a session publication's (backpressured, too large,
+/// or closed because the group was left or refused the handle).
+pub use substrate::runtime::OfferError as PublishError;
+
+/// A message being written in place (see [`Group::claim`]).
+pub use substrate::runtime::Claim as GroupClaim;
 
 /// How to join a group.
 #[derive(Clone, Debug, Default)]
@@ -582,14 +571,15 @@ impl GroupEngine {
         }
         let shard = self.shard_of(group);
         let cap = self.ring_capacity;
-        let (offer_tx, offer_rx) = spsc::channel(cap);
+        let Some(wake) = self.host.wake_handle(shard) else {
+            return Err(EngineError::Busy(shard));
+        };
+        let (publication, offers) = publication_pair(cap, self.publication_bytes, wake.clone());
         let (msg_tx, msg_rx) = spsc::channel(cap);
         let (ev_tx, ev_rx) = spsc::channel(cap.min(4096));
-        let gauge = Arc::new(Gauge::default());
         let alive = Arc::new(());
         let ends = Ends {
-            offers: offer_rx,
-            gauge: gauge.clone(),
+            offers,
             messages: msg_tx,
             events: ev_tx,
             alive: alive.clone(),
@@ -606,20 +596,10 @@ impl GroupEngine {
             )
             .map_err(|_| EngineError::Busy(shard))?;
         self.handles.push((group, Arc::downgrade(&alive)));
-        let Some(wake) = self.host.wake_handle(shard) else {
-            return Err(EngineError::Busy(shard));
-        };
         Ok(Group {
             id: group,
             name: String::new(),
-            offers: offer_tx,
-            gauge,
-            limit: self.publication_bytes,
-            offered: 0,
-            taken_seen: 0,
-            next_number: 0,
-            chunk: BytesMut::new(),
-            backpressured: 0,
+            publication,
             messages: msg_rx,
             events: ev_rx,
             wake,
@@ -681,14 +661,7 @@ impl GroupEngine {
 pub struct Group {
     id: GroupId,
     name: String,
-    offers: Producer<Bytes>,
-    gauge: Arc<Gauge>,
-    limit: u64,
-    offered: u64,
-    taken_seen: u64,
-    next_number: u64,
-    chunk: BytesMut,
-    backpressured: u64,
+    publication: Publication,
     messages: Consumer<GroupMessage>,
     events: Consumer<GroupEvent>,
     wake: ShardWake,
@@ -702,13 +675,10 @@ impl std::fmt::Debug for Group {
         f.debug_struct("Group")
             .field("id", &self.id)
             .field("name", &self.name)
-            .field("offered", &self.offered)
+            .field("publication", &self.publication)
             .finish_non_exhaustive()
     }
 }
-
-/// Chunks that `offer` copies messages into: one allocation per this many bytes.
-const CHUNK_BYTES: usize = 64 * 1024;
 
 impl Group {
     /// The group's id.
@@ -733,16 +703,7 @@ impl Group {
     /// [`PublishError::BackPressured`] when the publication is full (retry),
     /// [`PublishError::TooLarge`], [`PublishError::Closed`].
     pub fn offer(&mut self, payload: &[u8]) -> Result<u64, PublishError> {
-        self.room(payload.len())?;
-        if self.chunk.capacity() < payload.len() {
-            self.chunk = BytesMut::with_capacity(CHUNK_BYTES.max(payload.len()));
-        }
-        self.chunk.extend_from_slice(payload);
-        COPIES
-            .offer_bytes
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        let b = self.chunk.split().freeze();
-        self.push(b)
+        self.publication.offer(payload)
     }
 
     /// Queues `payload` without copying it.
@@ -750,8 +711,7 @@ impl Group {
     /// # Errors
     /// As [`offer`](Self::offer).
     pub fn offer_bytes(&mut self, payload: Bytes) -> Result<u64, PublishError> {
-        self.room(payload.len())?;
-        self.push(payload)
+        self.publication.offer_bytes(payload)
     }
 
     /// Claims `len` bytes to write a message in place; [`GroupClaim::commit`] queues it, and
@@ -760,24 +720,17 @@ impl Group {
     /// # Errors
     /// As [`offer`](Self::offer).
     pub fn claim(&mut self, len: usize) -> Result<GroupClaim<'_>, PublishError> {
-        self.room(len)?;
-        if self.chunk.capacity() < len {
-            self.chunk = BytesMut::with_capacity(CHUNK_BYTES.max(len));
-        }
-        // Zero-filled, so the claimed bytes are never uninitialised.
-        self.chunk.resize(len, 0);
-        Ok(GroupClaim { group: Some(self) })
+        self.publication.claim(len)
     }
 
     /// Offers refused for backpressure so far.
     pub fn backpressured(&self) -> u64 {
-        self.backpressured
+        self.publication.backpressured()
     }
 
     /// Bytes offered and not yet taken by the shard.
     pub fn pending_bytes(&mut self) -> u64 {
-        self.taken_seen = self.gauge.taken.load(Ordering::Acquire);
-        self.offered - self.taken_seen
+        self.publication.pending_bytes()
     }
 
     /// Hands up to `limit` delivered messages to `handler` (in per-source order); returns how
@@ -833,42 +786,6 @@ impl Group {
 
     /// Leaves the group (the same as dropping the handle).
     pub fn leave(self) {}
-
-    fn room(&mut self, len: usize) -> Result<(), PublishError> {
-        if len as u64 > self.limit {
-            return Err(PublishError::TooLarge(len));
-        }
-        // A claim that was forgotten must not prefix this message.
-        self.chunk.clear();
-        if self.gauge.closed.load(Ordering::Acquire) {
-            return Err(PublishError::Closed);
-        }
-        if !self.offers.has_room() {
-            self.backpressured += 1;
-            return Err(PublishError::BackPressured);
-        }
-        if self.offered + len as u64 - self.taken_seen > self.limit {
-            self.taken_seen = self.gauge.taken.load(Ordering::Acquire);
-            if self.offered + len as u64 - self.taken_seen > self.limit {
-                self.backpressured += 1;
-                return Err(PublishError::BackPressured);
-            }
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, b: Bytes) -> Result<u64, PublishError> {
-        let len = b.len() as u64;
-        if self.offers.try_push(b).is_err() {
-            self.backpressured += 1;
-            return Err(PublishError::BackPressured);
-        }
-        self.offered += len;
-        let n = self.next_number;
-        self.next_number += 1;
-        self.wake.wake();
-        Ok(n)
-    }
 }
 
 impl Drop for Group {
@@ -876,42 +793,5 @@ impl Drop for Group {
         // Let go of the shard's liveness token first, then wake the shard so it leaves now.
         self.alive = Arc::new(());
         self.wake.wake();
-    }
-}
-
-/// A message being written in place (see [`Group::claim`]).
-#[derive(Debug)]
-pub struct GroupClaim<'a> {
-    group: Option<&'a mut Group>,
-}
-
-impl GroupClaim<'_> {
-    /// The bytes to fill.
-    pub fn buffer(&mut self) -> &mut [u8] {
-        match &mut self.group {
-            Some(g) => &mut g.chunk[..],
-            None => &mut [],
-        }
-    }
-
-    /// Queues the message; returns its offer number.
-    ///
-    /// # Errors
-    /// [`PublishError::BackPressured`] if the ring filled meanwhile (cannot happen on one
-    /// thread).
-    pub fn commit(mut self) -> Result<u64, PublishError> {
-        let Some(g) = self.group.take() else {
-            return Err(PublishError::BackPressured);
-        };
-        let b = g.chunk.split().freeze();
-        g.push(b)
-    }
-}
-
-impl Drop for GroupClaim<'_> {
-    fn drop(&mut self) {
-        if let Some(g) = &mut self.group {
-            g.chunk.clear();
-        }
     }
 }

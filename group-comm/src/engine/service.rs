@@ -2,7 +2,6 @@
 //! the rings each joined group shares with its application handle.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -10,8 +9,9 @@ use substrate::id::{Locator, NodeId};
 use substrate::proto::session::EndpointStats;
 use substrate::proto::{Protocol, Transmit};
 use substrate::rand::Rng;
+use substrate::runtime::PublicationSource;
 use substrate::runtime::host::Service;
-use substrate::sync::spsc::{Consumer, Producer};
+use substrate::sync::spsc::Producer;
 use substrate::time::{Duration, Instant};
 
 use super::{EngineEvent, GroupCounters, GroupMessage, PeerCounters, TreeEdges};
@@ -42,20 +42,10 @@ pub(crate) enum Command {
     },
 }
 
-/// What a publication handle and its shard share.
-#[derive(Debug, Default)]
-pub(crate) struct Gauge {
-    /// Bytes the shard has taken from the offer ring.
-    pub(crate) taken: AtomicU64,
-    /// The group can take no more offers (left, or refused by the protocol).
-    pub(crate) closed: AtomicBool,
-}
-
 /// The shard's ends of one group handle's rings.
 #[derive(Debug)]
 pub(crate) struct Ends {
-    pub(crate) offers: Consumer<Bytes>,
-    pub(crate) gauge: Arc<Gauge>,
+    pub(crate) offers: PublicationSource,
     pub(crate) messages: Producer<GroupMessage>,
     pub(crate) events: Producer<GroupEvent>,
     /// The handle holds the other reference: when it is the last, the application left.
@@ -211,7 +201,7 @@ impl GroupService {
                 continue;
             }
             let a = self.groups.swap_remove(i);
-            a.ends.gauge.closed.store(true, Ordering::Release);
+            a.ends.offers.close();
             let positions = self.stack.group().positions(a.id);
             self.left.retain(|(g, _)| *g != a.id);
             self.left.push((a.id, positions));
@@ -272,14 +262,14 @@ impl GroupService {
                         let a = &mut self.groups[i];
                         a.taken += len;
                         a.counters.offers_dropped += 1;
-                        a.ends.gauge.closed.store(true, Ordering::Release);
+                        a.ends.offers.close();
                         break;
                     }
                 }
             }
             if n > 0 {
                 let a = &mut self.groups[i];
-                a.ends.gauge.taken.store(a.taken, Ordering::Release);
+                a.ends.offers.set_taken(a.taken);
             }
             moved += n;
         }
@@ -454,7 +444,7 @@ impl Service for GroupService {
                 };
                 if self.groups.iter().any(|g| g.id == group) {
                     // One handle per group and node: the second is refused.
-                    a.ends.gauge.closed.store(true, Ordering::Release);
+                    a.ends.offers.close();
                     a.push_event(GroupEvent::Isolated { group });
                     return;
                 }
@@ -467,7 +457,7 @@ impl Service for GroupService {
                         self.groups.push(a);
                     }
                     Err(_) => {
-                        a.ends.gauge.closed.store(true, Ordering::Release);
+                        a.ends.offers.close();
                     }
                 }
             }

@@ -106,6 +106,10 @@ pub struct ShardWake {
 }
 
 impl ShardWake {
+    pub(crate) fn new(shared: Arc<Shared>, waker: Option<Waker>) -> Self {
+        Self { shared, waker }
+    }
+
     /// To be called after pushing to (or popping from) a ring the shard reads (or fills).
     pub fn wake(&self) {
         self.shared.wake_if_parked(self.waker.as_ref());

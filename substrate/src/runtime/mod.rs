@@ -48,5 +48,5 @@ mod shard;
 
 pub use node::{
     Claim, Counters, Delivery, Node, NodeBuilder, NodeError, NodeEvent, OfferError, Publication,
-    SessionId, Subscription, Threading,
+    PublicationSource, SessionId, Subscription, Threading, publication_pair,
 };

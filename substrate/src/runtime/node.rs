@@ -14,6 +14,7 @@ use super::clock::os_seed;
 use super::driver::fault::{FaultConfig, FaultDriver};
 use super::driver::poll::PollDriver;
 use super::driver::{Driver, DriverConfig, DriverError, DriverKind, Waker, select};
+use super::host::ShardWake;
 use super::idle::{IdleStrategy, Idler};
 use super::shard::{COUNTER_CELLS, Command, PubGauge, Shard, ShardParts, Shared};
 use crate::id::{Locator, NodeId, StreamId};
@@ -626,30 +627,20 @@ impl Node {
         session: SessionId,
         stream: StreamId,
     ) -> Result<Publication, NodeError> {
-        let (tx, rx) = spsc::channel(self.ring_capacity.max(64));
-        let gauge = Arc::new(PubGauge::default());
+        let link = &self.shards[session.shard()];
+        let wake = ShardWake::new(link.shared.clone(), link.waker.clone());
+        let (publication, source) =
+            publication_pair(self.ring_capacity.max(64), self.publication_bytes, wake);
         self.command(
             session.shard(),
             Command::Publish {
                 key: session,
                 stream,
-                ring: rx,
-                gauge: gauge.clone(),
+                ring: source.ring,
+                gauge: source.gauge,
             },
         )?;
-        let link = &self.shards[session.shard()];
-        Ok(Publication {
-            ring: tx,
-            gauge,
-            limit: self.publication_bytes,
-            offered: 0,
-            taken_seen: 0,
-            next_number: 0,
-            chunk: BytesMut::new(),
-            shared: link.shared.clone(),
-            waker: link.waker.clone(),
-            backpressured: 0,
-        })
+        Ok(publication)
     }
 
     /// A subscription to `stream` on every session of this node.
@@ -905,8 +896,8 @@ impl Counters {
     }
 }
 
-/// The sending end of a stream. Offers go into a bounded lock-free ring that the session's
-/// shard drains; when the ring or the byte budget is full, `offer` says so at once.
+/// The sending end of a stream (a session's, or a group's). Offers go into a bounded lock-free
+/// ring that a shard drains; when the ring or the byte budget is full, `offer` says so at once.
 pub struct Publication {
     ring: Producer<Bytes>,
     gauge: Arc<PubGauge>,
@@ -915,9 +906,62 @@ pub struct Publication {
     taken_seen: u64,
     next_number: u64,
     chunk: BytesMut,
-    shared: Arc<Shared>,
-    waker: Option<Waker>,
+    wake: ShardWake,
     backpressured: u64,
+}
+
+/// A shard's end of a [`Publication`]: the offers to take, and the gauge that tells the
+/// publication how much was taken (its budget) or that nothing more can be.
+#[derive(Debug)]
+pub struct PublicationSource {
+    ring: Consumer<Bytes>,
+    gauge: Arc<PubGauge>,
+}
+
+/// A publication of at most `limit` bytes in flight (and `capacity` messages), and its shard's
+/// end; `wake` wakes the shard that drains it. For services hosted on shards
+/// ([`host`](super::host)); [`Node::publication`] makes its own.
+pub fn publication_pair(
+    capacity: usize,
+    limit: u64,
+    wake: ShardWake,
+) -> (Publication, PublicationSource) {
+    let (tx, rx) = spsc::channel(capacity);
+    let gauge = Arc::new(PubGauge::default());
+    let publication = Publication {
+        ring: tx,
+        gauge: gauge.clone(),
+        limit: limit.max(1),
+        offered: 0,
+        taken_seen: 0,
+        next_number: 0,
+        chunk: BytesMut::new(),
+        wake,
+        backpressured: 0,
+    };
+    (publication, PublicationSource { ring: rx, gauge })
+}
+
+impl PublicationSource {
+    /// The next offer, oldest first.
+    pub fn try_pop(&mut self) -> Option<Bytes> {
+        self.ring.try_pop()
+    }
+
+    /// Whether no offer is waiting.
+    pub fn is_empty(&mut self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// Tells the publication that `bytes` in all have been taken (its budget frees up).
+    pub fn set_taken(&self, bytes: u64) {
+        self.gauge.taken.store(bytes, Ordering::Release);
+    }
+
+    /// Tells the publication that nothing more can be sent: its offers fail with `Closed`.
+    pub fn close(&self) {
+        self.gauge.closed.store(true, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for Publication {
@@ -1025,7 +1069,7 @@ impl Publication {
         self.offered += len;
         let n = self.next_number;
         self.next_number += 1;
-        self.shared.wake_if_parked(self.waker.as_ref());
+        self.wake.wake();
         Ok(n)
     }
 }
