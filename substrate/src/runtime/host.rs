@@ -29,6 +29,7 @@ use super::driver::fault::{FaultConfig, FaultDriver};
 use super::driver::poll::PollDriver;
 use super::driver::{Driver, DriverConfig, DriverKind, DriverStats, SocketId, Wait, Waker, select};
 use super::idle::{IdleStep, IdleStrategy, Idler};
+use super::runner::{self, Run, Runner};
 use super::shard::Shared;
 use super::{NodeError, Threading};
 use crate::id::Locator;
@@ -272,50 +273,16 @@ impl HostBuilder {
                 events_dropped: events_dropped.clone(),
                 make: make.clone(),
             };
-            let (host, locator) = match self.threading {
-                Threading::Invoker => {
-                    let shard = plan.build()?;
-                    let locator = shard.local_addr().unwrap_or(addr);
-                    (Runner::Inline(shard), locator)
-                }
-                Threading::Dedicated => {
-                    let core = self
-                        .pin
-                        .then(|| cores.get(i % cores.len().max(1)).copied())
-                        .flatten();
-                    let (tx, rx) = std::sync::mpsc::channel();
-                    let join = std::thread::Builder::new()
-                        .name(format!("{}-shard-{i}", self.name))
-                        .spawn(move || {
-                            if let Some(core) = core {
-                                core_affinity::set_for_current(core);
-                            }
-                            match plan.build() {
-                                Ok(mut shard) => {
-                                    let _ = tx.send(Ok(shard.local_addr().unwrap_or(addr)));
-                                    let mut last = 1;
-                                    while !shard.should_stop() {
-                                        last = shard.do_work(true, last);
-                                    }
-                                }
-                                Err(e) => {
-                                    let _ = tx.send(Err(e));
-                                }
-                            }
-                        })
-                        .map_err(NodeError::Thread)?;
-                    let locator = match rx.recv() {
-                        Ok(Ok(a)) => a,
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => {
-                            return Err(NodeError::Thread(std::io::Error::other(
-                                "shard thread ended during start-up",
-                            )));
-                        }
-                    };
-                    (Runner::Thread(Some(join)), locator)
-                }
-            };
+            let core = (self.pin && self.threading == Threading::Dedicated)
+                .then(|| cores.get(i % cores.len().max(1)).copied())
+                .flatten();
+            let (host, locator) = runner::start(
+                self.threading,
+                format!("{}-shard-{i}", self.name),
+                core,
+                addr,
+                move || plan.build(),
+            )?;
             links.push(Link {
                 commands: cmd_tx,
                 events: ev_rx,
@@ -385,17 +352,8 @@ where
         if let Some(w) = &self.waker {
             w.wake();
         }
-        if let Runner::Thread(join) = &mut self.runner {
-            if let Some(j) = join.take() {
-                let _ = j.join();
-            }
-        }
+        self.runner.join();
     }
-}
-
-enum Runner {
-    Inline(Box<dyn Run + Send>),
-    Thread(Option<std::thread::JoinHandle<()>>),
 }
 
 impl<S: Service> Host<S>
@@ -585,13 +543,6 @@ where
             events_dropped: self.events_dropped,
         }))
     }
-}
-
-/// A shard as the host runs it.
-trait Run {
-    fn do_work(&mut self, may_wait: bool, last_work: usize) -> usize;
-    fn should_stop(&self) -> bool;
-    fn local_addr(&self) -> Option<SocketAddr>;
 }
 
 struct HostShard<D: Driver, S: Service>

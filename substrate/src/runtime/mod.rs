@@ -44,6 +44,7 @@ pub mod driver;
 pub mod host;
 pub mod idle;
 mod node;
+mod runner;
 mod shard;
 
 pub use node::{

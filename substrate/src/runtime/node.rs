@@ -16,6 +16,7 @@ use super::driver::poll::PollDriver;
 use super::driver::{Driver, DriverConfig, DriverError, DriverKind, Waker, select};
 use super::host::ShardWake;
 use super::idle::{IdleStrategy, Idler};
+use super::runner::{self, Run, Runner};
 use super::shard::{COUNTER_CELLS, Command, PubGauge, Shard, ShardParts, Shared};
 use crate::id::{Locator, NodeId, StreamId};
 use crate::proto::rate::Rate;
@@ -340,52 +341,21 @@ impl NodeBuilder {
                 events: ev_tx,
                 shared: shared.clone(),
             };
-            let (host, locator, waker) = match self.threading {
-                Threading::Invoker => {
-                    let shard = plan.build(None)?;
-                    let locator = shard.local_addr().unwrap_or(addr);
-                    (Host::Inline(shard), locator, None)
-                }
-                Threading::Dedicated => {
-                    let waker = Waker::new()?;
-                    let core = self
-                        .pin
-                        .then(|| cores.get(i % cores.len().max(1)).copied())
-                        .flatten();
-                    let (tx, rx) = std::sync::mpsc::channel();
-                    let w = waker.clone();
-                    let join = std::thread::Builder::new()
-                        .name(format!("phyla-shard-{i}"))
-                        .spawn(move || {
-                            if let Some(core) = core {
-                                core_affinity::set_for_current(core);
-                            }
-                            match plan.build(Some(&w)) {
-                                Ok(mut shard) => {
-                                    let _ = tx.send(Ok(shard.local_addr().unwrap_or(addr)));
-                                    let mut last = 1;
-                                    while !shard.should_stop() {
-                                        last = shard.do_work(true, last);
-                                    }
-                                }
-                                Err(e) => {
-                                    let _ = tx.send(Err(e));
-                                }
-                            }
-                        })
-                        .map_err(NodeError::Thread)?;
-                    let locator = match rx.recv() {
-                        Ok(Ok(a)) => a,
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => {
-                            return Err(NodeError::Thread(std::io::Error::other(
-                                "shard thread ended during start-up",
-                            )));
-                        }
-                    };
-                    (Host::Thread(Some(join)), locator, Some(waker))
-                }
+            let waker = match self.threading {
+                Threading::Dedicated => Some(Waker::new()?),
+                Threading::Invoker => None,
             };
+            let core = (self.pin && self.threading == Threading::Dedicated)
+                .then(|| cores.get(i % cores.len().max(1)).copied())
+                .flatten();
+            let w = waker.clone();
+            let (host, locator) = runner::start(
+                self.threading,
+                format!("phyla-shard-{i}"),
+                core,
+                addr,
+                move || plan.build(w.as_ref()),
+            )?;
             links.push(ShardLink {
                 commands: cmd_tx,
                 events: ev_rx,
@@ -473,13 +443,6 @@ impl ShardPlan {
     }
 }
 
-/// A shard of any driver, as the node runs it.
-trait Run {
-    fn do_work(&mut self, may_wait: bool, last_work: usize) -> usize;
-    fn should_stop(&self) -> bool;
-    fn local_addr(&self) -> Option<SocketAddr>;
-}
-
 impl<D: Driver> Run for Shard<D> {
     fn do_work(&mut self, may_wait: bool, last_work: usize) -> usize {
         Self::do_work(self, may_wait, last_work)
@@ -492,17 +455,12 @@ impl<D: Driver> Run for Shard<D> {
     }
 }
 
-enum Host {
-    Inline(Box<dyn Run + Send>),
-    Thread(Option<std::thread::JoinHandle<()>>),
-}
-
 struct ShardLink {
     commands: Producer<Command>,
     events: Consumer<NodeEvent>,
     shared: Arc<Shared>,
     waker: Option<Waker>,
-    host: Host,
+    host: Runner,
     locator: SocketAddr,
     last_work: usize,
 }
@@ -527,11 +485,7 @@ impl ShardLink {
 impl Drop for ShardLink {
     fn drop(&mut self) {
         self.stop();
-        if let Host::Thread(join) = &mut self.host {
-            if let Some(j) = join.take() {
-                let _ = j.join();
-            }
-        }
+        self.host.join();
     }
 }
 
@@ -740,7 +694,7 @@ impl Node {
     pub fn invoke(&mut self) -> usize {
         let mut work = 0;
         for s in &mut self.shards {
-            if let Host::Inline(shard) = &mut s.host {
+            if let Runner::Inline(shard) = &mut s.host {
                 s.last_work = shard.do_work(false, 1);
                 work += s.last_work;
             }
@@ -754,7 +708,7 @@ impl Node {
         let mut work = 0;
         let n = self.shards.len();
         for s in &mut self.shards {
-            if let Host::Inline(shard) = &mut s.host {
+            if let Runner::Inline(shard) = &mut s.host {
                 // With several inline shards, waiting in one would starve the others.
                 s.last_work = shard.do_work(n == 1, s.last_work);
                 work += s.last_work;
