@@ -16,6 +16,15 @@ pub enum Dissemination {
     },
 }
 
+/// How far a source may publish ahead of the slowest member of its tree: both bounds hold.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct FlowWindow {
+    /// Messages published and not yet delivered by every member.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+}
+
 /// Parameters of the group protocols. [`GroupConfig::for_group_size`] derives sensible ones
 /// from the expected group size; every field may then be changed.
 #[derive(Clone, Debug)]
@@ -72,14 +81,30 @@ pub struct GroupConfig {
     /// latency the fewest hops is not the fastest path).
     pub optimization_delay: Duration,
     /// Links never drop a frame silently (they are sessions, which deliver in order or report
-    /// the peer unreachable). Then a message announced by a lazy link while the source's tree
-    /// stream is still arriving is late, not lost, and its graft waits (up to four graft
-    /// timeouts): on a loaded host announcements overtake the eager path, and grafting each of
-    /// them would add a duplicate per message. Off for lossy links (the simulator's drop mode).
+    /// the peer unreachable). Then:
+    /// - a message announced by a lazy link while the source's tree stream is still arriving
+    ///   is late, not lost, and is not grafted: on a loaded host announcements overtake the
+    ///   eager path, and grafting each of them would add a duplicate per message;
+    /// - a graft asks for the source's stream from the first message the node lacks, and the
+    ///   new parent replays what it has from there before its eager pushes, so that changing
+    ///   parent (after a failure, or for latency) leaves no gap behind.
+    ///
+    /// Off for lossy links (the simulator's drop mode), where a graft asks for one message.
     pub reliable_links: bool,
+    /// Tree flow control (needs `reliable_links`): each member tells its parent in every
+    /// source's tree how far its whole subtree has delivered, and a source publishes at most
+    /// this far ahead of the slowest member, so that a slow subtree slows the source
+    /// (backpressure) instead of filling queues until messages are lost. `None`: sources
+    /// publish freely (the simulator's default).
+    pub flow_window: Option<FlowWindow>,
+    /// How often a member reports its subtree's positions to its parents, at most.
+    pub flow_interval: Duration,
 
     /// Messages kept for grafts and repair.
     pub cache_capacity: usize,
+    /// Most messages one repair request asks for (and one answer sends). A request for the
+    /// next batch goes out as soon as the previous one is filled.
+    pub repair_batch: u64,
     /// Out-of-order messages held per source while a gap is repaired.
     pub reorder_capacity: usize,
     /// How long a gap may stay open before a repair request goes out.
@@ -129,7 +154,10 @@ impl GroupConfig {
             graft_timeout: Duration::from_millis(250),
             optimization_delay: Duration::from_millis(50),
             reliable_links: false,
+            flow_window: None,
+            flow_interval: Duration::from_millis(5),
             cache_capacity: 128,
+            repair_batch: 64,
             reorder_capacity: 256,
             repair_timeout: Duration::from_millis(250),
             loss_timeout: Duration::from_secs(5),
@@ -172,6 +200,17 @@ impl GroupConfig {
                 return bad("dissemination fanout");
             }
         }
+        if self.repair_batch == 0 || self.repair_batch > 65_536 {
+            return bad("repair_batch (1..=65536)");
+        }
+        if let Some(w) = self.flow_window {
+            if !self.reliable_links {
+                return bad("flow_window (needs reliable_links)");
+            }
+            if w.messages == 0 || w.bytes == 0 || w.messages > self.cache_capacity as u64 {
+                return bad("flow_window (messages 1..=cache_capacity, bytes > 0)");
+            }
+        }
         if self.cache_capacity == 0 || self.reorder_capacity == 0 || self.max_sources == 0 {
             return bad("cache_capacity / reorder_capacity / max_sources");
         }
@@ -188,6 +227,7 @@ impl GroupConfig {
             self.optimization_delay,
             self.loss_timeout,
             self.anti_entropy_interval,
+            self.flow_interval,
         ];
         if timers.iter().any(|d| d.is_zero()) {
             return bad("a timer is zero");

@@ -16,14 +16,15 @@ use crate::membership::Group;
 use crate::node::GroupNode;
 use crate::wire::{DataFlags, GroupFrame, MAX_WATERMARKS, MessageId, Watermark};
 
-/// Most messages one repair request asks for.
-pub(crate) const MAX_REPAIR: u64 = 64;
-
-/// Recently received messages, kept for grafts and repair, oldest evicted first.
+/// Recently received messages, kept for grafts and repair, oldest evicted first. Indexed by
+/// id, so that a repair or a graft replay of thousands of messages costs a range walk, not a
+/// scan per message.
 #[derive(Debug)]
 pub(crate) struct Cache {
     capacity: usize,
-    entries: VecDeque<Cached>,
+    /// Arrival order, for eviction.
+    order: VecDeque<MessageId>,
+    entries: BTreeMap<MessageId, Cached>,
 }
 
 #[derive(Clone, Debug)]
@@ -38,19 +39,35 @@ impl Cache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: VecDeque::new(),
+            order: VecDeque::new(),
+            entries: BTreeMap::new(),
         }
     }
 
     pub(crate) fn insert(&mut self, entry: Cached) {
-        if self.entries.len() >= self.capacity {
-            self.entries.pop_front();
+        if self.entries.contains_key(&entry.id) {
+            return;
         }
-        self.entries.push_back(entry);
+        if self.order.len() >= self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+        self.order.push_back(entry.id);
+        self.entries.insert(entry.id, entry);
     }
 
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Cached> {
-        self.entries.iter().rev().find(|c| c.id == *id)
+        self.entries.get(id)
+    }
+
+    /// Cached messages of `from`'s source and epoch from `from.seq` on, in sequence order.
+    pub(crate) fn from(&self, from: MessageId) -> impl Iterator<Item = &Cached> {
+        let end = MessageId {
+            seq: u64::MAX,
+            ..from
+        };
+        self.entries.range(from..=end).map(|(_, c)| c)
     }
 }
 
@@ -73,6 +90,17 @@ pub(crate) struct Source {
     /// lazy push set; the rest of the active view is the eager set).
     pub(crate) lazy: Vec<NodeId>,
     pub(crate) last_heard: Instant,
+    /// When a new message last came down the tree (an eager push or a graft's replay, not a
+    /// repair): whether this node still hangs in the source's tree.
+    pub(crate) last_pushed: Instant,
+    /// Flow control: the neighbour this source's messages come from (its last eager push).
+    pub(crate) parent: Option<NodeId>,
+    /// Flow control: eager neighbours below this node, and how far each one's subtree has
+    /// delivered (from its `SubtreeAck`s; at first, the first message pushed to it).
+    /// When each last reported (or was first pushed to): one silent for long is no child.
+    pub(crate) children: Vec<(NodeId, u64, Instant)>,
+    /// Flow control: the last position reported, and to whom.
+    pub(crate) reported: Option<(NodeId, u64)>,
 }
 
 #[derive(Debug)]
@@ -89,6 +117,9 @@ struct Repair {
     /// Who to ask first: the neighbour that sent the message after the gap.
     hint: Option<NodeId>,
     asked: Vec<NodeId>,
+    /// The last sequence number the outstanding request asked for: once delivery passes it,
+    /// the next batch is asked for at once.
+    asked_through: Option<u64>,
 }
 
 impl Source {
@@ -103,12 +134,31 @@ impl Source {
             repair: None,
             lazy: Vec::new(),
             last_heard: now,
+            last_pushed: now,
+            parent: None,
+            children: Vec::new(),
+            reported: None,
         }
     }
 
     /// Whether `seq` was delivered, reported lost or is held.
     pub(crate) fn has(&self, seq: u64) -> bool {
         seq < self.next || self.held.contains_key(&seq)
+    }
+
+    /// Removes `peer` from the children.
+    pub(crate) fn drop_child(&mut self, peer: NodeId) {
+        self.children.retain(|(c, _, _)| *c != peer);
+    }
+
+    /// The least position of the subtree below this node.
+    pub(crate) fn subtree_floor(&self) -> Option<u64> {
+        self.children.iter().map(|&(_, p, _)| p).min()
+    }
+
+    /// Whether messages of this source beyond what was delivered are known to exist.
+    pub(crate) fn behind(&self) -> bool {
+        self.known_end > self.next || !self.held.is_empty()
     }
 
     pub(crate) fn repair_deadline(&self) -> Option<Instant> {
@@ -188,6 +238,7 @@ impl Source {
                 deadline,
                 hint: Some(from),
                 asked: Vec::new(),
+                asked_through: None,
             });
         }
     }
@@ -228,6 +279,7 @@ impl GroupNode {
     ) {
         let group = self.groups[gi].id;
         let reorder = self.config.reorder_capacity;
+        self.flow_changed(gi, now);
         let s = &mut self.groups[gi].sources[si];
         s.last_heard = now;
         if id.seq == s.next {
@@ -240,6 +292,18 @@ impl GroupNode {
                 payload,
             });
             self.drain_held(gi, si);
+            let pipeline = self.config.reliable_links;
+            let s = &mut self.groups[gi].sources[si];
+            let next = s.next;
+            if let Some(r) = s.repair.as_mut().filter(|_| pipeline) {
+                if r.asked_through.is_some_and(|l| next > l) {
+                    // The batch asked for is in: ask for the next one now, of the same peer.
+                    r.asked_through = None;
+                    r.asked.clear();
+                    r.hint = from.or(r.hint);
+                    r.deadline = now;
+                }
+            }
         } else {
             s.held.insert(id.seq, Held { payload, hop });
             if s.repair.is_none() {
@@ -248,6 +312,7 @@ impl GroupNode {
                     deadline: now + self.config.repair_timeout,
                     hint: from,
                     asked: Vec::new(),
+                    asked_through: None,
                 });
             }
             if s.held.len() > reorder {
@@ -301,6 +366,11 @@ impl GroupNode {
         }
         let first = first.max(s.next);
         s.next = last + 1;
+        if self.config.flow_window.is_some() {
+            // Moved past a loss: the subtree's position moved too.
+            self.groups[gi].flow_due = Some(Instant::ZERO);
+        }
+        let s = &mut self.groups[gi].sources[si];
         self.stats.lost += last - first + 1;
         self.events.push_back(GroupEvent::MessagesLost {
             group,
@@ -317,14 +387,25 @@ impl GroupNode {
             self.groups[gi].sync_due = now + self.config.anti_entropy_interval;
             self.anti_entropy(gi, rng);
         }
+        let reliable = self.config.reliable_links;
+        let graft_timeout = self.config.graft_timeout;
+        let repair_timeout = self.config.repair_timeout;
         for si in 0..self.groups[gi].sources.len() {
-            let due = self.groups[gi].sources[si]
-                .repair
-                .as_ref()
-                .is_some_and(|r| r.deadline <= now);
-            if due {
-                self.ask_repair(gi, si, now, rng);
+            let s = &mut self.groups[gi].sources[si];
+            let due = s.repair.as_ref().is_some_and(|r| r.deadline <= now);
+            if !due {
+                continue;
             }
+            if reliable && s.held.is_empty() && now < s.last_pushed + graft_timeout {
+                // Only announced, nothing after it received, and the stream still coming down
+                // the tree in order: the messages are on their way. Asking for them would race
+                // the tree link, and the tree's copies would arrive as duplicates.
+                if let Some(r) = &mut s.repair {
+                    r.deadline = now + repair_timeout;
+                }
+                continue;
+            }
+            self.ask_repair(gi, si, now, rng);
         }
     }
 
@@ -357,11 +438,12 @@ impl GroupNode {
             return;
         };
         let (source, epoch) = (s.id, s.epoch);
-        let last = last.min(first + MAX_REPAIR - 1);
+        let last = last.min(first + self.config.repair_batch - 1);
         let group = g.id;
         if let Some(r) = &mut self.groups[gi].sources[si].repair {
             r.asked.push(target.id);
             r.deadline = now + self.config.repair_timeout;
+            r.asked_through = Some(last);
         }
         self.stats.repair_requests_sent += 1;
         self.send(
@@ -386,36 +468,41 @@ impl GroupNode {
         last: u64,
     ) {
         let group = self.groups[gi].id;
-        let last = last.min(first.saturating_add(MAX_REPAIR - 1));
-        let mut missing: Option<(u64, u64)> = None;
-        for seq in first..=last {
-            let id = MessageId { source, epoch, seq };
-            let hit = self.groups[gi]
-                .cache
-                .get(&id)
-                .map(|c| (c.hop, c.payload.clone()));
-            match hit {
-                Some((hop, payload)) => {
-                    if let Some((a, b)) = missing.take() {
-                        self.send_missing(group, from, source, epoch, a, b);
-                    }
-                    self.stats.repairs_sent += 1;
-                    self.send_data(
-                        group,
-                        from,
-                        &id,
-                        hop,
-                        DataFlags(DataFlags::REPAIR),
-                        &payload,
-                    );
-                }
-                None => {
-                    missing = Some(missing.map_or((seq, seq), |(a, _)| (a, seq)));
-                }
-            }
+        if last < first {
+            return;
         }
-        if let Some((a, b)) = missing {
-            self.send_missing(group, from, source, epoch, a, b);
+        let last = last.min(first.saturating_add(self.config.repair_batch - 1));
+        let start = MessageId {
+            source,
+            epoch,
+            seq: first,
+        };
+        let hits: Vec<(u64, u16, Bytes)> = self.groups[gi]
+            .cache
+            .from(start)
+            .take_while(|c| c.id.seq <= last)
+            .map(|c| (c.id.seq, c.hop, c.payload.clone()))
+            .collect();
+        // What the cache lacks between the hits is reported missing, range by range.
+        let mut expect = first;
+        for (seq, hop, payload) in hits {
+            if seq > expect {
+                self.send_missing(group, from, source, epoch, expect, seq - 1);
+            }
+            expect = seq + 1;
+            self.stats.repairs_sent += 1;
+            let id = MessageId { source, epoch, seq };
+            self.send_data(
+                group,
+                from,
+                &id,
+                hop,
+                DataFlags(DataFlags::REPAIR),
+                &payload,
+            );
+        }
+        if expect <= last {
+            self.send_missing(group, from, source, epoch, expect, last);
         }
     }
 

@@ -25,6 +25,7 @@ mod detect;
 #[cfg(feature = "engine")]
 pub mod engine;
 mod event;
+mod flow;
 mod membership;
 mod node;
 pub mod sim;
@@ -32,7 +33,7 @@ pub mod stack;
 mod tree;
 pub mod wire;
 
-pub use config::{ConfigError, Dissemination, GroupConfig};
+pub use config::{ConfigError, Dissemination, FlowWindow, GroupConfig};
 pub use event::{GroupEvent, TrafficClass};
 pub use node::{GroupError, GroupNode, GroupStats, GroupTransmit, MAX_GROUPS, ViewInfo};
 pub use substrate;

@@ -6,6 +6,8 @@
 //! idea, much simplified) so that trees follow short links, and recently failed peers are retried
 //! for a while, so that the two halves of a healed partition find each other again.
 
+use std::collections::VecDeque;
+
 use substrate::id::NodeId;
 use substrate::rand::Rng;
 use substrate::time::{Duration, Instant};
@@ -43,6 +45,17 @@ pub(crate) struct Group {
     pub(crate) missing: Vec<Missing>,
     pub(crate) lazy_queue: Vec<(NodeId, Announcement)>,
     pub(crate) lazy_due: Option<Instant>,
+    /// Flow control: this node's messages not yet delivered everywhere, (seq, payload bytes).
+    pub(crate) inflight: VecDeque<(u64, u64)>,
+    pub(crate) inflight_bytes: u64,
+    /// Flow control: when subtree positions are next reported.
+    pub(crate) flow_due: Option<Instant>,
+    /// Reliable links: when sources are next checked for a missing parent.
+    pub(crate) orphan_check_due: Instant,
+    /// Flow control: when every report is next sent again, changed or not.
+    pub(crate) flow_refresh_at: Instant,
+    /// Rotates the neighbour an orphaned source grafts.
+    pub(crate) orphan_turn: usize,
 }
 
 /// An active neighbour.
@@ -109,6 +122,12 @@ impl Group {
             missing: Vec::new(),
             lazy_queue: Vec::new(),
             lazy_due: None,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            flow_due: None,
+            orphan_check_due: now,
+            orphan_turn: 0,
+            flow_refresh_at: now,
         }
     }
 
@@ -116,6 +135,10 @@ impl Group {
         let mut t = Some(self.shuffle_due.min(self.optimize_due).min(self.sync_due));
         t = earliest(t, self.rejoin_due);
         t = earliest(t, self.lazy_due);
+        t = earliest(t, self.flow_due);
+        if !self.sources.is_empty() {
+            t = earliest(t, Some(self.orphan_check_due));
+        }
         for p in &self.pending {
             t = earliest(t, Some(p.deadline));
         }

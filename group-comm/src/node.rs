@@ -155,6 +155,7 @@ impl GroupNode {
             seq: g.next_seq,
         };
         g.next_seq += 1;
+        self.flow_published(gi, id.seq, payload.len());
         self.accept_new(gi, id, 0, payload, None, now, rng);
         Ok(id)
     }
@@ -223,6 +224,7 @@ impl GroupNode {
         for gi in 0..self.groups.len() {
             self.membership_timeout(gi, now, rng);
             self.tree_timeout(gi, now);
+            self.flow_timeout(gi, now);
             self.delivery_timeout(gi, now, rng);
         }
     }
@@ -388,7 +390,10 @@ impl GroupNode {
                     self.apply_watermarks(gi, from.id, &watermarks, false, now);
                 }
             }
-            GroupFrame::Graft { id, want } => self.on_graft(gi, from, id, want),
+            GroupFrame::Graft { id, want } => self.on_graft(gi, from, id, want, now),
+            GroupFrame::SubtreeAck { positions } => {
+                self.on_subtree_ack(gi, from.id, &positions, now);
+            }
             GroupFrame::Prune { source } => self.on_prune(gi, from, source),
             GroupFrame::RepairRequest {
                 source,
@@ -504,9 +509,13 @@ fn class_of(kind: GroupFrameKind) -> TrafficClass {
         | K::ShuffleReply => TrafficClass::Membership,
         K::Heartbeat | K::Ping | K::Pong | K::ProbeRequest | K::ProbeAck => TrafficClass::Detection,
         K::Data => TrafficClass::Payload,
-        K::IHave | K::Graft | K::Prune | K::RepairRequest | K::RepairMissing | K::Watermarks => {
-            TrafficClass::Tree
-        }
+        K::IHave
+        | K::Graft
+        | K::Prune
+        | K::RepairRequest
+        | K::RepairMissing
+        | K::Watermarks
+        | K::SubtreeAck => TrafficClass::Tree,
     }
 }
 

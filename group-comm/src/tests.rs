@@ -359,3 +359,80 @@ fn groups_are_separate_overlays_and_payload_stays_among_members() {
         assert_eq!(net.nodes[i].stats().foreign_frames, 0, "node {i}");
     }
 }
+
+fn flow_config(n: usize, messages: u64, bytes: u64) -> GroupConfig {
+    let mut c = GroupConfig::for_group_size(n);
+    c.reliable_links = true;
+    c.flow_window = Some(crate::FlowWindow { messages, bytes });
+    c.cache_capacity = 1024;
+    c.reorder_capacity = 1024;
+    c
+}
+
+/// Publishes from `src` while the window is open, without letting time pass; returns how many.
+fn publish_while_open(net: &mut Net, src: usize, g: GroupId, len: usize) -> u64 {
+    let mut n = 0;
+    while net.nodes[src].publish_window(g, len) {
+        net.with(src, |node, now, rng| {
+            node.publish(now, g, Bytes::from(vec![7u8; len]), rng)
+                .expect("member");
+        });
+        n += 1;
+        assert!(n <= 10_000, "the window never closed");
+    }
+    n
+}
+
+#[test]
+fn flow_window_closes_a_window_ahead_of_the_tree_and_opens_as_it_reports() {
+    let n = 12;
+    let (mut net, g) = joined_with(n, &flow_config(n, 40, 1 << 30), 5);
+    // Nobody has reported anything yet: exactly one window goes out.
+    assert_eq!(publish_while_open(&mut net, 3, g, 16), 40);
+    assert!(!net.nodes[3].publish_window(g, 16));
+    // The tree delivers and reports; the window opens again, and again, until all is out.
+    let mut sent = 40;
+    for _ in 0..50 {
+        let t = net.now + Duration::from_millis(200);
+        net.run_until(t);
+        sent += publish_while_open(&mut net, 3, g, 16);
+        if sent >= 400 {
+            break;
+        }
+    }
+    assert!(sent >= 400, "the window stayed shut after {sent}");
+    let t = net.now + Duration::from_secs(5);
+    net.run_until(t);
+    for i in 0..n {
+        let d = net.delivered(i);
+        let seqs: Vec<u64> = d.iter().filter(|(s, _)| *s == 3).map(|(_, q)| *q).collect();
+        assert_eq!(seqs, (0..sent).collect::<Vec<_>>(), "node {i}");
+    }
+}
+
+#[test]
+fn flow_window_bounds_bytes_in_flight_too() {
+    let n = 6;
+    let (mut net, g) = joined_with(n, &flow_config(n, 1000, 10 * 100), 6);
+    // Ten messages of 100 bytes fill 1,000 bytes of window.
+    assert_eq!(publish_while_open(&mut net, 1, g, 100), 10);
+    let t = net.now + Duration::from_secs(1);
+    net.run_until(t);
+    assert!(
+        net.nodes[1].publish_window(g, 100),
+        "delivered everywhere: open again"
+    );
+}
+
+#[test]
+fn flow_window_needs_reliable_links() {
+    let mut c = flow_config(8, 10, 10);
+    c.reliable_links = false;
+    assert!(c.validate().is_err());
+    let mut c = flow_config(8, 10, 10);
+    c.flow_window = Some(crate::FlowWindow {
+        messages: 2048,
+        bytes: 10,
+    });
+    assert!(c.validate().is_err(), "a window larger than the cache");
+}

@@ -98,7 +98,11 @@ impl GroupNode {
         };
         if self.groups[gi].sources[si].has(id.seq) {
             self.stats.duplicates_received += 1;
-            if tree && !answered {
+            // On reliable links the parent's copy of a message already repaired is late, not
+            // redundant: the parent stays.
+            let parent =
+                self.config.reliable_links && self.groups[gi].sources[si].parent == Some(from.id);
+            if tree && !answered && !parent {
                 self.prune(gi, from, id.source);
             }
             return;
@@ -130,14 +134,30 @@ impl GroupNode {
             let group = g.id;
             let to = self.locate(faster);
             self.stats.grafts_sent += 1;
-            self.send(group, to, &GroupFrame::Graft { id, want: false });
+            let graft = if self.config.reliable_links {
+                // The faster peer is ahead of this link: it replays what follows this message,
+                // so that the switch leaves no gap.
+                GroupFrame::Graft {
+                    id: MessageId {
+                        seq: id.seq + 1,
+                        ..id
+                    },
+                    want: true,
+                }
+            } else {
+                GroupFrame::Graft { id, want: false }
+            };
+            self.send(group, to, &graft);
             self.prune(gi, from, id.source);
         }
         let g = &mut self.groups[gi];
         if tree && !flags.is_repair() && g.is_active(from.id) {
             // Plumtree: the link a message arrived on is (again) a tree link.
             g.sources[si].lazy.retain(|p| *p != from.id);
+            g.sources[si].last_pushed = now;
+            self.flow_parent(gi, si, from.id);
         }
+        let g = &mut self.groups[gi];
         g.cache.insert(Cached {
             id,
             hop,
@@ -183,6 +203,7 @@ impl GroupNode {
                 }
                 for to in eager {
                     self.send_data(group, to, id, hop, DataFlags::default(), payload);
+                    self.flow_pushed(gi, id.source, to.id, id.seq, now);
                 }
                 for to in announce {
                     self.queue_announcement(gi, to, Announcement { id: *id, hop }, now);
@@ -212,13 +233,20 @@ impl GroupNode {
             return;
         };
         let s = &mut g.sources[si];
+        // Already lazy here, yet the peer pushed: it has not heard (or has forgotten, after a
+        // push of ours made the link eager at its end) that this link is lazy. Say it again, or
+        // it pushes duplicates for ever and, under flow control, counts this node as a child.
         if s.lazy.contains(&from.id) {
-            return;
+            if !self.config.reliable_links {
+                return;
+            }
+        } else {
+            s.lazy.push(from.id);
         }
-        s.lazy.push(from.id);
         let group = g.id;
         self.stats.prunes_sent += 1;
         self.send(group, from, &GroupFrame::Prune { source });
+        self.flow_unlink(gi, Some(source), from.id);
     }
 
     pub(crate) fn on_prune(&mut self, gi: usize, from: NodeRef, source: NodeId) {
@@ -232,6 +260,7 @@ impl GroupNode {
                 s.lazy.push(from.id);
             }
         }
+        self.flow_unlink(gi, Some(source), from.id);
     }
 
     pub(crate) fn on_ihave(
@@ -285,7 +314,14 @@ impl GroupNode {
         }
     }
 
-    pub(crate) fn on_graft(&mut self, gi: usize, from: NodeRef, id: MessageId, want: bool) {
+    pub(crate) fn on_graft(
+        &mut self,
+        gi: usize,
+        from: NodeRef,
+        id: MessageId,
+        want: bool,
+        now: Instant,
+    ) {
         let g = &mut self.groups[gi];
         if g.is_active(from.id) {
             if let Some(si) = g.source_index(id.source) {
@@ -296,6 +332,12 @@ impl GroupNode {
             return;
         }
         let group = g.id;
+        if self.config.reliable_links {
+            // The grafting node is below this one in the tree from here on.
+            self.flow_pushed(gi, id.source, from.id, id.seq, now);
+            self.replay(gi, from, id);
+            return;
+        }
         match g.cache.get(&id).map(|c| (c.hop, c.payload.clone())) {
             Some((hop, payload)) => {
                 self.stats.repairs_sent += 1;
@@ -311,6 +353,40 @@ impl GroupNode {
                     last: id.seq,
                 },
             ),
+        }
+    }
+
+    /// A graft on reliable links: sends `from` the source's stream from `id.seq` up to the
+    /// newest cached message, in order, ahead of the eager pushes that follow on the same link.
+    /// What the cache no longer holds at the start is reported missing.
+    fn replay(&mut self, gi: usize, to: NodeRef, id: MessageId) {
+        let g = &self.groups[gi];
+        let group = g.id;
+        let msgs: Vec<(MessageId, u16, Bytes)> = g
+            .cache
+            .from(id)
+            .map(|c| (c.id, c.hop, c.payload.clone()))
+            .collect();
+        let Some(&(first, _, _)) = msgs.first() else {
+            // Nothing from there on: the grafting node is level with this one, or this one's
+            // cache has moved on. Either way the eager pushes take over from here.
+            return;
+        };
+        if first.seq > id.seq {
+            self.send(
+                group,
+                to,
+                &GroupFrame::RepairMissing {
+                    source: id.source,
+                    epoch: id.epoch,
+                    first: id.seq,
+                    last: first.seq - 1,
+                },
+            );
+        }
+        for (mid, hop, payload) in msgs {
+            self.stats.repairs_sent += 1;
+            self.send_data(group, to, &mid, hop, DataFlags(DataFlags::GRAFT), &payload);
         }
     }
 
@@ -373,6 +449,14 @@ impl GroupNode {
         if self.groups[gi].lazy_due.is_some_and(|t| t <= now) {
             self.flush_announcements(gi);
         }
+        if self.groups[gi].orphan_check_due <= now {
+            if self.config.reliable_links {
+                self.groups[gi].orphan_check_due = now + self.config.graft_timeout;
+                self.adopt_orphans(gi, now);
+            } else {
+                self.groups[gi].orphan_check_due = Instant::MAX;
+            }
+        }
         let half = self.config.graft_timeout / 2;
         let mut i = 0;
         while i < self.groups[gi].missing.len() {
@@ -386,23 +470,24 @@ impl GroupNode {
             let have = g
                 .source(id.source)
                 .is_some_and(|s| s.epoch == id.epoch && s.has(id.seq));
-            // The source's stream is still arriving (a delivery within the graft timeout) and
-            // the message lies ahead of it: on a reliable, ordered tree link it is late, not
-            // lost (announcements overtake a loaded eager path). Grafting now would only add
-            // a duplicate; wait, for up to four graft timeouts, and let gap repair handle a
-            // message the parent never had.
+            // The source's stream is still coming down the tree (an eager push within the graft
+            // timeout) and the message lies ahead of it: on a reliable, ordered tree link it
+            // is late, not lost (announcements overtake a loaded eager path). Grafting now
+            // would only add a duplicate; wait, and let gap repair handle a message the parent
+            // never had. Repairs do not count: a node fed only by repairs has fallen out of
+            // the tree and must graft back in.
             let progressing = self.config.reliable_links
                 && g.source(id.source).is_some_and(|s| {
                     s.epoch == id.epoch
                         && id.seq >= s.next
-                        && now < s.last_heard + self.config.graft_timeout
+                        && now < s.last_pushed + self.config.graft_timeout
                 });
             let m = &mut g.missing[i];
             if have || m.announcers.is_empty() {
                 g.missing.swap_remove(i);
                 continue;
             }
-            if progressing && now < m.first_seen + self.config.graft_timeout * 4 {
+            if progressing {
                 m.deadline = now + half;
                 i += 1;
                 continue;
@@ -411,13 +496,36 @@ impl GroupNode {
             let (peer, _) = m.announcers.remove(0);
             m.grafted = Some(peer);
             m.deadline = now + half;
+            let mut want = id;
             if let Some(si) = g.source_index(id.source) {
-                g.sources[si].lazy.retain(|p| *p != peer);
+                let s = &mut g.sources[si];
+                s.lazy.retain(|p| *p != peer);
+                if self.config.reliable_links && s.epoch == id.epoch {
+                    // The stream from the first message this node lacks (the new parent
+                    // replays it): one graft repairs the whole gap.
+                    want.seq = want.seq.min(s.next);
+                }
             }
             let group = g.id;
             let to = self.locate(peer);
             self.stats.grafts_sent += 1;
-            self.send(group, to, &GroupFrame::Graft { id, want: true });
+            self.send(
+                group,
+                to,
+                &GroupFrame::Graft {
+                    id: want,
+                    want: true,
+                },
+            );
+            if want.seq < id.seq {
+                // The other missing messages of this source are on their way too.
+                let g = &mut self.groups[gi];
+                for m in &mut g.missing {
+                    if m.id.source == id.source && m.id.epoch == id.epoch && m.id != id {
+                        m.deadline = m.deadline.max(now + self.config.graft_timeout);
+                    }
+                }
+            }
             i += 1;
         }
     }
@@ -432,5 +540,6 @@ impl GroupNode {
             m.announcers.retain(|(p, _)| *p != peer);
         }
         g.lazy_queue.retain(|(p, _)| *p != peer);
+        self.flow_unlink(gi, None, peer);
     }
 }

@@ -515,6 +515,13 @@ impl GroupEngine {
         c.cache_capacity = 32_768;
         c.reorder_capacity = 32_768;
         c.loss_timeout = substrate::time::Duration::from_secs(10);
+        // A source stays within a quarter of the caches of its slowest member, so that what a
+        // graft or repair asks for is still cached; gaps are repaired a thousand at a time.
+        c.flow_window = Some(crate::FlowWindow {
+            messages: 8_192,
+            bytes: 32 << 20,
+        });
+        c.repair_batch = 1_024;
         c
     }
 

@@ -217,7 +217,10 @@ impl GroupService {
         for i in 0..self.groups.len() {
             let backlog = self.stack.backlog();
             let a = &mut self.groups[i];
-            if a.backpressured && backlog < self.low_water {
+            if a.backpressured
+                && backlog < self.low_water
+                && self.stack.group().publish_window(a.id, 0)
+            {
                 a.backpressured = false;
                 let id = a.id;
                 a.push_event(GroupEvent::Writable { group: id });
@@ -243,6 +246,16 @@ impl GroupService {
                 };
                 let len = m.len() as u64;
                 let id = a.id;
+                if !self.stack.group().publish_window(id, m.len()) {
+                    // The tree's slowest member is a window behind: wait for it.
+                    a.held_offer = Some(m);
+                    if !a.backpressured {
+                        a.backpressured = true;
+                        a.counters.backpressured += 1;
+                        a.push_event(GroupEvent::Backpressured { group: id });
+                    }
+                    break;
+                }
                 match self.stack.publish(now, id, m.clone(), rng) {
                     Ok(_) => {
                         let a = &mut self.groups[i];
@@ -475,10 +488,13 @@ impl Service for GroupService {
     fn has_pending(&mut self) -> bool {
         let backlog = self.stack.backlog();
         let high = self.high_water;
+        let node = self.stack.group();
         self.groups.iter_mut().any(|a| {
+            // An offer waiting for the tree's window waits for a SubtreeAck: I/O wakes the shard.
             (backlog < high
                 && !a.awaiting_neighbour
-                && (a.held_offer.is_some() || !a.ends.offers.is_empty()))
+                && (a.held_offer.is_some() || !a.ends.offers.is_empty())
+                && node.publish_window(a.id, 0))
                 || (!a.held_messages.is_empty() && a.ends.messages.has_room())
                 || (!a.held_events.is_empty() && a.ends.events.has_room())
                 || Arc::strong_count(&a.ends.alive) == 1

@@ -110,6 +110,9 @@ pub fn decode(frame: &[u8]) -> Result<(GroupId, GroupFrame<'_>), GroupDecodeErro
         GroupFrameKind::Watermarks => GroupFrame::Watermarks {
             watermarks: read_watermarks(&mut r)?,
         },
+        GroupFrameKind::SubtreeAck => GroupFrame::SubtreeAck {
+            positions: read_watermarks(&mut r)?,
+        },
         GroupFrameKind::Reject => GroupFrame::Reject,
         GroupFrameKind::Disconnect => GroupFrame::Disconnect {
             leaving: r.bool("disconnect.leaving")?,
@@ -214,7 +217,11 @@ fn encode_frame(
             out.push(*priority as u8);
             out.extend_from_slice(&rtt_us.to_be_bytes());
         }
-        GroupFrame::Accept { watermarks } | GroupFrame::Watermarks { watermarks } => {
+        GroupFrame::Accept { watermarks }
+        | GroupFrame::Watermarks { watermarks }
+        | GroupFrame::SubtreeAck {
+            positions: watermarks,
+        } => {
             put_count(FIELD_WATERMARKS, watermarks.len(), MAX_WATERMARKS, out)?;
             for w in watermarks {
                 out.extend_from_slice(&w.source.0);
@@ -404,6 +411,7 @@ fn kind_from_u8(kind: u8) -> Option<GroupFrameKind> {
         20 => K::RepairRequest,
         21 => K::RepairMissing,
         22 => K::Watermarks,
+        23 => K::SubtreeAck,
         _ => return None,
     })
 }

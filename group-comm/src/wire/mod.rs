@@ -90,6 +90,8 @@ pub enum GroupFrameKind {
     RepairMissing = 21,
     /// Delivery: periodic anti-entropy, the sender's per-source positions.
     Watermarks = 22,
+    /// Flow control: how far the sender's subtree has delivered, per source, for its parent.
+    SubtreeAck = 23,
 }
 
 /// A node and, where known, where it can be reached now. The locator is a hint: the NodeId is
@@ -290,6 +292,12 @@ pub enum GroupFrame<'a> {
         /// Where the sender stands, per source.
         watermarks: Vec<Watermark>,
     },
+    /// Tree flow control: for each source, everything below `next_seq` has been delivered by
+    /// the sender and by every member below it in that source's tree. Sent to the parent.
+    SubtreeAck {
+        /// Per source, the subtree's position.
+        positions: Vec<Watermark>,
+    },
     /// `first..=last` of a source is not in the sender's cache.
     RepairMissing {
         /// The source.
@@ -327,6 +335,7 @@ impl GroupFrame<'_> {
             Self::RepairRequest { .. } => GroupFrameKind::RepairRequest,
             Self::RepairMissing { .. } => GroupFrameKind::RepairMissing,
             Self::Watermarks { .. } => GroupFrameKind::Watermarks,
+            Self::SubtreeAck { .. } => GroupFrameKind::SubtreeAck,
         }
     }
 }

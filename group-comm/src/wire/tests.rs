@@ -250,7 +250,19 @@ fn any_frame() -> impl Strategy<Value = Owned> {
         repair_request(),
         repair_missing(),
         watermarks(),
+        subtree_ack(),
     ]
+}
+
+fn subtree_ack() -> impl Strategy<Value = Owned> {
+    let watermark =
+        (node_id(), any::<u32>(), any::<u64>()).prop_map(|(source, epoch, next_seq)| Watermark {
+            source,
+            epoch,
+            next_seq,
+        });
+    vec(watermark, 0..=MAX_WATERMARKS)
+        .prop_map(|positions| Owned::Frame(GroupFrame::SubtreeAck { positions }))
 }
 
 fn watermarks() -> impl Strategy<Value = Owned> {
@@ -422,6 +434,13 @@ fn sample_frames() -> Vec<Owned> {
                 next_seq: 5,
             }],
         },
+        GroupFrame::SubtreeAck {
+            positions: vec![Watermark {
+                source: id(8),
+                epoch: 1,
+                next_seq: 6,
+            }],
+        },
     ];
     let mut owned: Vec<Owned> = frames.into_iter().map(Owned::Frame).collect();
     owned.push(Owned::Data {
@@ -573,7 +592,7 @@ fn repair_and_message_id_layouts() {
 #[test]
 fn every_kind_encodes_its_kind_byte() {
     let expected = [
-        1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 19, 20, 21, 22, 16,
+        1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 19, 20, 21, 22, 23, 16,
     ];
     for (frame, kind) in sample_frames().iter().zip(expected) {
         let frame = frame.frame();
@@ -929,7 +948,7 @@ fn decode_rejects_unsupported_version() {
 
 #[test]
 fn decode_rejects_unknown_kind_but_decode_header_reports_it() {
-    for kind in [0u8, 14, 15, 23, 0x80, 255] {
+    for kind in [0u8, 14, 15, 24, 0x80, 255] {
         let bytes = raw(kind, &[0; 64]);
         assert_eq!(decode_header(&bytes), Ok((G, kind)));
         assert_eq!(decode_err(&bytes), GroupDecodeError::UnknownKind(kind));
@@ -941,6 +960,7 @@ fn decode_rejects_oversized_lists() {
     let cases = [
         (4u8, "watermarks", MAX_WATERMARKS),
         (22, "watermarks", MAX_WATERMARKS),
+        (23, "watermarks", MAX_WATERMARKS),
         (8, "shuffle_reply.nodes", MAX_NODE_REFS),
         (17, "ihave.announcements", MAX_ANNOUNCEMENTS),
     ];
@@ -1185,7 +1205,7 @@ proptest! {
 
     #[test]
     fn decode_never_panics_on_arbitrary_bodies_after_a_valid_header(
-        kind in prop_oneof![1..=22u8, any::<u8>()],
+        kind in prop_oneof![1..=23u8, any::<u8>()],
         body in vec(any::<u8>(), 0..400),
     ) {
         // A valid header reaches the body decoders far more often than random bytes do.
