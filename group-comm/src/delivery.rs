@@ -4,7 +4,7 @@
 //! what none of them holds becomes a `MessagesLost` event with the exact range. Nothing is
 //! skipped silently.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use substrate::id::NodeId;
@@ -16,15 +16,16 @@ use crate::membership::Group;
 use crate::node::GroupNode;
 use crate::wire::{DataFlags, GroupFrame, MAX_WATERMARKS, MessageId, Watermark};
 
-/// Recently received messages, kept for grafts and repair, oldest evicted first. Indexed by
-/// id, so that a repair or a graft replay of thousands of messages costs a range walk, not a
-/// scan per message.
+/// Recently received messages, kept for grafts and repair: the newest `capacity` of each
+/// source (a busy source does not push a quiet one's messages out), and at most four sources'
+/// worth in all. Indexed by id, so that a repair or a graft replay of thousands of messages
+/// costs a range walk, not a scan per message.
 #[derive(Debug)]
 pub(crate) struct Cache {
     capacity: usize,
-    /// Arrival order, for eviction.
-    order: VecDeque<MessageId>,
     entries: BTreeMap<MessageId, Cached>,
+    /// Entries per source.
+    counts: Vec<(NodeId, usize)>,
 }
 
 #[derive(Clone, Debug)]
@@ -39,22 +40,57 @@ impl Cache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            order: VecDeque::new(),
             entries: BTreeMap::new(),
+            counts: Vec::new(),
         }
     }
 
     pub(crate) fn insert(&mut self, entry: Cached) {
-        if self.entries.contains_key(&entry.id) {
+        let source = entry.id.source;
+        if self.entries.insert(entry.id, entry).is_some() {
             return;
         }
-        if self.order.len() >= self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.entries.remove(&old);
+        let i = match self.counts.iter().position(|(s, _)| *s == source) {
+            Some(i) => i,
+            None => {
+                self.counts.push((source, 0));
+                self.counts.len() - 1
             }
+        };
+        self.counts[i].1 += 1;
+        if self.counts[i].1 > self.capacity {
+            self.evict(i);
         }
-        self.order.push_back(entry.id);
-        self.entries.insert(entry.id, entry);
+        while self.entries.len() > self.capacity.saturating_mul(4) {
+            // Over the total bound: the source with the most gives up its oldest.
+            let Some(i) = (0..self.counts.len()).max_by_key(|&i| self.counts[i].1) else {
+                break;
+            };
+            self.evict(i);
+        }
+    }
+
+    /// Drops the oldest (lowest) entry of the source at `counts[i]`.
+    fn evict(&mut self, i: usize) {
+        let source = self.counts[i].0;
+        let first = MessageId {
+            source,
+            epoch: 0,
+            seq: 0,
+        };
+        let oldest = self
+            .entries
+            .range(first..)
+            .next()
+            .map(|(id, _)| *id)
+            .filter(|id| id.source == source);
+        if let Some(id) = oldest {
+            self.entries.remove(&id);
+            self.counts[i].1 -= 1;
+        }
+        if self.counts[i].1 == 0 {
+            self.counts.swap_remove(i);
+        }
     }
 
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Cached> {
@@ -93,6 +129,8 @@ pub(crate) struct Source {
     /// When a new message last came down the tree (an eager push or a graft's replay, not a
     /// repair): whether this node still hangs in the source's tree.
     pub(crate) last_pushed: Instant,
+    /// When this node last grafted itself back into the tree (see `adopt_orphans`).
+    pub(crate) regrafted: Instant,
     /// Flow control: the neighbour this source's messages come from (its last eager push).
     pub(crate) parent: Option<NodeId>,
     /// Flow control: eager neighbours below this node, and how far each one's subtree has
@@ -135,6 +173,7 @@ impl Source {
             lazy: Vec::new(),
             last_heard: now,
             last_pushed: now,
+            regrafted: now,
             parent: None,
             children: Vec::new(),
             reported: None,
@@ -291,7 +330,7 @@ impl GroupNode {
                 hops: hop,
                 payload,
             });
-            self.drain_held(gi, si);
+            self.drain_held(gi, si, now);
             let pipeline = self.config.reliable_links;
             let s = &mut self.groups[gi].sources[si];
             let next = s.next;
@@ -318,14 +357,14 @@ impl GroupNode {
             if s.held.len() > reorder {
                 // Out of room to wait: the oldest gap is lost.
                 if let Some((first, last)) = s.gap() {
-                    self.declare_lost(gi, si, first, last);
+                    self.declare_lost(gi, si, first, last, now);
                 }
             }
         }
     }
 
     /// Delivers held messages that are now in order; settles the repair state.
-    fn drain_held(&mut self, gi: usize, si: usize) {
+    fn drain_held(&mut self, gi: usize, si: usize, now: Instant) {
         let group = self.groups[gi].id;
         loop {
             let s = &mut self.groups[gi].sources[si];
@@ -352,13 +391,21 @@ impl GroupNode {
         if s.gap().is_none() {
             s.repair = None;
         } else if let Some(r) = &mut s.repair {
-            // A new gap: start asking afresh.
+            // A new gap: start asking afresh, and its loss timeout runs from now.
             r.asked.clear();
+            r.since = now;
         }
     }
 
     /// Reports `first..=last` lost and moves past it.
-    pub(crate) fn declare_lost(&mut self, gi: usize, si: usize, first: u64, last: u64) {
+    pub(crate) fn declare_lost(
+        &mut self,
+        gi: usize,
+        si: usize,
+        first: u64,
+        last: u64,
+        now: Instant,
+    ) {
         let group = self.groups[gi].id;
         let s = &mut self.groups[gi].sources[si];
         if last < s.next {
@@ -379,7 +426,7 @@ impl GroupNode {
             first,
             last,
         });
-        self.drain_held(gi, si);
+        self.drain_held(gi, si, now);
     }
 
     pub(crate) fn delivery_timeout(&mut self, gi: usize, now: Instant, rng: &mut Rng) {
@@ -429,7 +476,7 @@ impl GroupNode {
         let Some(target) = target else {
             let loss_at = r.since + self.config.loss_timeout;
             if now >= loss_at {
-                self.declare_lost(gi, si, first, last);
+                self.declare_lost(gi, si, first, last, now);
             } else if let Some(r) = &mut self.groups[gi].sources[si].repair {
                 // Everyone lacks it for now; it may still be on its way. Ask again later.
                 r.asked.clear();

@@ -151,9 +151,9 @@ impl GroupNode {
         }
         let mut orphans = Vec::new();
         for (si, s) in g.sources.iter_mut().enumerate() {
-            if s.id != me && s.behind() && now >= s.last_pushed + timeout {
+            if s.id != me && s.behind() && now >= s.last_pushed.max(s.regrafted) + timeout {
                 s.parent = None;
-                s.last_pushed = now;
+                s.regrafted = now;
                 orphans.push(si);
             }
         }
