@@ -1053,7 +1053,10 @@ impl Session {
     }
 
     fn sent(&mut self, w: Writer<'_>, to: Locator) -> Written {
-        let (len, tail) = w.finish();
+        let (len, tail, ungathered) = w.finish();
+        // A body part counted as copied ended the datagram after all and went as its tail.
+        self.stats.tx_payload_bytes_copied -= ungathered as u64;
+        self.stats.payload_bytes_gathered += ungathered as u64;
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += (len + tail.as_ref().map_or(0, Bytes::len)) as u64;
         Written { to, len, tail }
@@ -1121,6 +1124,11 @@ impl DataTurn {
                 stats.tx_payload_bytes_copied += f.head.len() as u64;
                 stats.payload_bytes_gathered += f.body.len() as u64;
                 w.put_gathered(stream, &f)
+            } else if f.body.len() >= gather_min {
+                // Copied if more follows in this datagram; if nothing does, `finish` makes it
+                // the tail after all.
+                stats.tx_payload_bytes_copied += f.len() as u64;
+                w.put_data_deferred(stream, &f)
             } else {
                 stats.tx_payload_bytes_copied += f.len() as u64;
                 w.put_data(stream, &f)
@@ -1195,6 +1203,11 @@ struct Writer<'a> {
     pos: usize,
     /// Bytes that end the datagram without being copied into `buf`.
     tail: Option<Bytes>,
+    /// A body part written as copied, its room reserved at `.0` but its bytes not copied yet:
+    /// if another frame follows they are, and if nothing does the body becomes the tail
+    /// instead. Whether anything will follow is not known when a fragment is written (pacing,
+    /// the peer's window or the next message's size may stop the datagram there).
+    deferred: Option<(usize, Bytes)>,
 }
 
 impl<'a> Writer<'a> {
@@ -1210,6 +1223,7 @@ impl<'a> Writer<'a> {
             buf: &mut buf[..len],
             pos: HEADER_LEN,
             tail: None,
+            deferred: None,
         };
         w.destination(destination);
         w
@@ -1249,11 +1263,21 @@ impl<'a> Writer<'a> {
         self.put_len(frame) > 0
     }
 
+    /// Copies a deferred body part into its reserved room: a frame is about to follow it.
+    fn settle(&mut self) {
+        if let Some((at, body)) = self.deferred.take() {
+            self.buf[at..at + body.len()].copy_from_slice(&body);
+        }
+    }
+
     /// Appends `frame` if it fits; returns its length, or 0 if it did not fit.
     fn put_len(&mut self, frame: &Frame<'_>) -> usize {
         if self.tail.is_some() {
             return 0;
         }
+        // Settled even if the frame does not fit: then the datagram ends here, copied as
+        // reported. (A frame that does not fit is rare: callers size frames to `space`.)
+        self.settle();
         match frame.encode(&mut self.buf[self.pos..]) {
             Ok(n) => {
                 self.pos += n;
@@ -1261,6 +1285,23 @@ impl<'a> Writer<'a> {
             }
             Err(_) => 0,
         }
+    }
+
+    /// Appends data fragment `f` of `stream` as [`put_data`](Self::put_data) does, but leaves
+    /// the copy of its body part until another frame follows: if none does, the body part
+    /// becomes the datagram's tail after all (see [`finish`](Self::finish)).
+    fn put_data_deferred(&mut self, stream: StreamId, f: &FragmentRef<'_>) -> usize {
+        if f.head.is_empty() || f.body.is_empty() {
+            return self.put_data(stream, f);
+        }
+        self.settle();
+        let n = self.put_gathered(stream, f);
+        if n > 0 {
+            let body = self.tail.take().unwrap_or_default();
+            self.deferred = Some((self.pos, body.clone()));
+            self.pos += body.len();
+        }
+        n
     }
 
     /// Appends data fragment `f` of `stream`, copying its payload; returns the frame's length,
@@ -1291,6 +1332,7 @@ impl<'a> Writer<'a> {
     /// body, which its length prefix gives). Returns the frame's whole length (what it takes on
     /// the wire), or 0 if it did not fit. The datagram is then closed to further frames.
     fn put_gathered(&mut self, stream: StreamId, f: &FragmentRef<'_>) -> usize {
+        self.settle();
         let (sequence, message) = (f.sequence, f.message);
         let whole = data_frame_len(stream, sequence, message, f.len());
         if whole > self.space() {
@@ -1314,9 +1356,21 @@ impl<'a> Writer<'a> {
         whole
     }
 
-    /// The datagram: its first this many bytes are in the buffer, and the tail, if any, follows.
-    fn finish(self) -> (usize, Option<Bytes>) {
-        (self.pos, self.tail)
+    /// The datagram: its first this many bytes are in the buffer, and the tail, if any, follows;
+    /// then how many bytes of body part written as copied went out as the tail instead (a
+    /// deferred body nothing followed).
+    fn finish(mut self) -> (usize, Option<Bytes>, usize) {
+        match self.deferred.take() {
+            Some((at, body)) if at + body.len() == self.pos && self.tail.is_none() => {
+                let n = body.len();
+                (at, Some(body), n)
+            }
+            Some((at, body)) => {
+                self.buf[at..at + body.len()].copy_from_slice(&body);
+                (self.pos, self.tail, 0)
+            }
+            None => (self.pos, self.tail, 0),
+        }
     }
 }
 
@@ -1335,7 +1389,7 @@ mod tests {
         } else {
             w.put_data(stream, f)
         };
-        let (len, tail) = w.finish();
+        let (len, tail, _) = w.finish();
         let gathered = tail.is_some();
         let mut out = buf[HEADER_LEN..len].to_vec();
         out.extend_from_slice(tail.as_deref().unwrap_or_default());
@@ -1412,7 +1466,7 @@ mod tests {
         assert!(!w.put(&Frame::PathChallenge(7)));
         assert_eq!(w.put_data(StreamId(1), &f), 0);
         assert_eq!(w.put_gathered(StreamId(1), &f), 0);
-        let (len, tail) = w.finish();
+        let (len, tail, _) = w.finish();
         assert_eq!(tail.as_deref(), Some(&body[..]));
         let mut datagram = buf[..len].to_vec();
         datagram.extend_from_slice(&body);
@@ -1420,5 +1474,59 @@ mod tests {
         let frames: Vec<_> = frames.map(|f| f.expect("valid frame")).collect();
         assert_eq!(frames.len(), 1);
         assert!(matches!(&frames[0], Frame::Data(d) if d.payload.len() == 102));
+    }
+
+    /// A deferred body part is copied if a frame follows it and becomes the tail if none does;
+    /// either way the datagram decodes to the same frames as with `put_data`.
+    #[test]
+    fn a_deferred_body_is_copied_if_followed_and_gathered_if_last() {
+        let body = Bytes::from((0..300u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let f = FragmentRef {
+            sequence: 3,
+            flags: DataFlags::WHOLE,
+            message: 1,
+            head: b"head",
+            body: &body,
+            retransmission: false,
+            more: true,
+        };
+        let decode = |buf: &[u8], len: usize, tail: &Option<Bytes>| {
+            let mut datagram = buf[..len].to_vec();
+            datagram.extend_from_slice(tail.as_deref().unwrap_or_default());
+            let (_, frames) = crate::wire::decode_datagram(&datagram).expect("valid");
+            frames
+                .map(|f| format!("{:?}", f.expect("valid frame")))
+                .collect::<Vec<_>>()
+        };
+        // Nothing follows: the body goes as the tail, and the writer says how much.
+        let mut buf = vec![0u8; 1_472];
+        let mut w = Writer::new(&mut buf, usize::MAX, ConnectionId::NONE);
+        let n = w.put_data_deferred(StreamId(1), &f);
+        assert_eq!(
+            w.space(),
+            1_472 - HEADER_LEN - n,
+            "room reserved as if copied"
+        );
+        let (len, tail, ungathered) = w.finish();
+        assert_eq!(tail.as_deref(), Some(&body[..]));
+        assert_eq!(ungathered, 300);
+        let last = decode(&buf, len, &tail);
+        // Another frame follows: the body is copied into its room.
+        let mut buf2 = vec![0u8; 1_472];
+        let mut w = Writer::new(&mut buf2, usize::MAX, ConnectionId::NONE);
+        assert_eq!(w.put_data_deferred(StreamId(1), &f), n);
+        assert!(w.put(&Frame::PathChallenge(7)));
+        let (len2, tail2, ungathered2) = w.finish();
+        assert!(tail2.is_none());
+        assert_eq!(ungathered2, 0);
+        let followed = decode(&buf2, len2, &tail2);
+        // The same frames as a plain copy.
+        let mut buf3 = vec![0u8; 1_472];
+        let mut w = Writer::new(&mut buf3, usize::MAX, ConnectionId::NONE);
+        assert_eq!(w.put_data(StreamId(1), &f), n);
+        let (len3, tail3, _) = w.finish();
+        assert_eq!(decode(&buf3, len3, &tail3), last);
+        assert_eq!(followed.len(), 2);
+        assert_eq!(followed[0], last[0]);
     }
 }
