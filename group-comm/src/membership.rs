@@ -600,6 +600,22 @@ impl GroupNode {
         self.tree_peer_removed(gi, peer);
         if tell {
             self.send(group, a.node, &GroupFrame::Disconnect { leaving: false });
+            // Hand the dropped neighbour other candidates than this node. Left with none but
+            // this node, it would ask this node again, with high priority, and displace
+            // another neighbour, which would do the same: in a small group where everyone
+            // joined through one contact, that loop never ends.
+            let g = &self.groups[gi];
+            let pool: Vec<NodeRef> = g
+                .active
+                .iter()
+                .map(|x| x.node)
+                .chain(g.passive.iter().copied())
+                .filter(|n| n.id != peer)
+                .collect();
+            let nodes = sample(&pool, DISPLACED_HINTS, rng);
+            if !nodes.is_empty() {
+                self.send(group, a.node, &GroupFrame::ShuffleReply { nodes });
+            }
         }
         if to_passive {
             self.add_passive(gi, a.node, rng);
@@ -899,6 +915,9 @@ pub(crate) fn min_rtt(a: Option<Duration>, b: Option<Duration>) -> Option<Durati
 /// Relays a join may take through nodes that are still joining themselves. Relayed joins carry
 /// a walk ttl above `join_walk` (which no walk carries), so a member knows to treat them as joins.
 const RELAY_HOPS: u8 = 4;
+
+/// Candidates handed to a neighbour this node drops from its active view.
+const DISPLACED_HINTS: usize = 4;
 
 /// Most refusing candidates remembered per group.
 const REFUSED_MEMORY: usize = 16;
