@@ -47,11 +47,13 @@ impl GroupNode {
         let g = &mut self.groups[gi];
         g.inflight.push_back((seq, len as u64));
         g.inflight_bytes += len as u64;
-        self.settle_own(gi);
     }
 
     /// Drops the byte accounting of messages every member has.
-    fn settle_own(&mut self, gi: usize) {
+    pub(crate) fn settle_own(&mut self, gi: usize) {
+        if self.config.flow_window.is_none() {
+            return;
+        }
         let g = &mut self.groups[gi];
         let floor = own_floor(g, self.me.id);
         while let Some(&(seq, len)) = g.inflight.front() {
@@ -136,6 +138,7 @@ impl GroupNode {
         self.groups[gi].sources[si].lazy.retain(|p| *p != to.id);
         self.stats.grafts_sent += 1;
         self.send(group, to, &GroupFrame::Graft { id, want: true });
+        self.flow_parent(gi, si, to.id);
     }
 
     /// Reliable links: a source known to be ahead of this node whose stream has not come down
@@ -171,6 +174,8 @@ impl GroupNode {
             let group = g.id;
             self.stats.grafts_sent += 1;
             self.send(group, to, &GroupFrame::Graft { id, want: true });
+            // The grafted neighbour counts this node as a child from now: report to it.
+            self.flow_parent(gi, si, to.id);
         }
     }
 
@@ -330,15 +335,9 @@ const DETACHED: u64 = u64::MAX;
 
 /// How far every member below this node has delivered its own stream.
 fn own_floor(g: &crate::membership::Group, me: NodeId) -> u64 {
-    match g
-        .source(me)
+    // No child: nobody below is known to lag (each push makes its receiver a child until it
+    // reports elsewhere or goes silent), so nothing holds the source back.
+    g.source(me)
         .and_then(crate::delivery::Source::subtree_floor)
-    {
-        Some(floor) => floor,
-        // Neighbours but no child yet (the first push makes them children): nothing is
-        // known to be delivered beyond what was.
-        None if !g.active.is_empty() => g.inflight.front().map_or(g.next_seq, |&(seq, _)| seq),
-        // Alone: nobody to wait for.
-        None => g.next_seq,
-    }
+        .unwrap_or(g.next_seq)
 }

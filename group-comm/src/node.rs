@@ -157,6 +157,7 @@ impl GroupNode {
         g.next_seq += 1;
         self.flow_published(gi, id.seq, payload.len());
         self.accept_new(gi, id, 0, payload, None, now, rng);
+        self.settle_own(gi);
         Ok(id)
     }
 

@@ -187,15 +187,11 @@ fn eight_members_two_publishers(driver: DriverKind) {
 }
 
 #[test]
-#[ignore = "fails: at full speed a tree link stalls past the graft timeout, announcements \
-            overtake it, and grafting per message loses some (the fastest reproduction, 5 s)"]
 fn eight_members_two_publishers_200k_each_poll() {
     eight_members_two_publishers(DriverKind::Poll);
 }
 
 #[test]
-#[ignore = "fails: at full speed a tree link stalls past the graft timeout, announcements \
-            overtake it, and grafting per message loses some (the fastest reproduction, 5 s)"]
 fn eight_members_two_publishers_200k_each_uring() {
     eight_members_two_publishers(DriverKind::Uring);
 }
