@@ -288,6 +288,8 @@ struct RawOverrides {
     reorder_capacity: Option<usize>,
     max_sources: Option<usize>,
     flood_fanout: Option<usize>,
+    flow_window_messages: Option<u64>,
+    flow_window_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -559,6 +561,25 @@ fn apply_overrides(
     }
     if let Some(v) = o.cache_capacity {
         c.cache_capacity = v;
+        // The flow window follows a smaller cache (a quarter of it), unless it is set too.
+        if let Some(w) = &mut c.flow_window {
+            w.messages = w.messages.min((v as u64 / 4).max(1));
+        }
+    }
+    match (o.flow_window_messages, &mut c.flow_window) {
+        // 0: no flow control (sources publish freely; a slow member may then lose messages).
+        (Some(0), _) => c.flow_window = None,
+        (Some(v), Some(w)) => w.messages = v,
+        (Some(v), None) => {
+            c.flow_window = Some(group_comm::FlowWindow {
+                messages: v,
+                bytes: u64::MAX,
+            });
+        }
+        (None, _) => {}
+    }
+    if let (Some(v), Some(w)) = (o.flow_window_bytes, &mut c.flow_window) {
+        w.bytes = v;
     }
     if let Some(v) = o.reorder_capacity {
         c.reorder_capacity = v;

@@ -26,7 +26,7 @@ stats_interval_ms = 100
 name = "market"
 contacts = ["127.0.0.1:7500", "10.0.0.2:7400"]
 expected_members = 8
-overrides = { loss_timeout_ms = 9000, cache_capacity = 512 }
+overrides = { loss_timeout_ms = 9000, cache_capacity = 512, flow_window_bytes = 65536 }
 
 [group.publish]
 messages = 200000
@@ -66,6 +66,14 @@ fn config_parses_every_key() {
     assert_eq!(c.groups[1].expected_members, 64);
     assert_eq!(c.group_config.loss_timeout.as_millis(), 9000);
     assert_eq!(c.group_config.cache_capacity, 512);
+    // The flow window follows the smaller cache; its bytes are as given.
+    assert_eq!(
+        c.group_config.flow_window,
+        Some(group_comm::FlowWindow {
+            messages: 128,
+            bytes: 65_536
+        })
+    );
 }
 
 #[test]
