@@ -135,6 +135,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
             raw(20, &body)
         }),
         ("accept-oversized", raw(4, &count(MAX_WATERMARKS + 1))),
+        ("subtree-ack-oversized", raw(23, &count(MAX_WATERMARKS + 1))),
         ("shuffle-reply-oversized", raw(8, &count(MAX_NODE_REFS + 1))),
         ("ihave-oversized", raw(17, &count(MAX_ANNOUNCEMENTS + 1))),
         ("ihave-count-beyond-input", raw(17, &count(200))),
@@ -344,6 +345,18 @@ fn valid_frames() -> Vec<(&'static str, GroupFrame<'static>)> {
                 epoch: 1,
                 first: 10,
                 last: 10,
+            },
+        ),
+        (
+            "watermarks",
+            GroupFrame::Watermarks {
+                watermarks: vec![watermark(4)],
+            },
+        ),
+        (
+            "subtree-ack",
+            GroupFrame::SubtreeAck {
+                positions: vec![watermark(5), watermark(6)],
             },
         ),
     ]
