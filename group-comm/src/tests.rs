@@ -436,3 +436,58 @@ fn flow_window_needs_reliable_links() {
     });
     assert!(c.validate().is_err(), "a window larger than the cache");
 }
+
+#[test]
+fn a_graft_on_reliable_links_replays_the_stream_from_the_asked_position() {
+    let n = 6;
+    let (mut net, g) = joined_with(n, &flow_config(n, 1000, 1 << 30), 7);
+    for k in 0..30u8 {
+        net.with(2, |node, now, rng| {
+            node.publish(now, g, Bytes::from(vec![k; 8]), rng)
+                .expect("member");
+        });
+    }
+    let t = net.now + Duration::from_secs(2);
+    net.run_until(t);
+    let epoch = net.events[4]
+        .iter()
+        .find_map(|e| match e {
+            GroupEvent::Delivered { id, .. } if index(id.source) == 2 => Some(id.epoch),
+            _ => None,
+        })
+        .expect("node 4 delivered source 2");
+    let asker = index(net.nodes[4].view(g).expect("member").active[0]);
+    // The asker lacks source 2 from sequence number 10 on.
+    let id = crate::wire::MessageId {
+        source: node_ref(2).id,
+        epoch,
+        seq: 10,
+    };
+    let mut frame = Vec::new();
+    crate::wire::encode(
+        g,
+        &crate::wire::GroupFrame::Graft { id, want: true },
+        &mut frame,
+    )
+    .expect("encodes");
+    let now = net.now;
+    net.nodes[4].handle_frame(now, node_ref(asker), &Bytes::from(frame), &mut net.rngs[4]);
+    let mut replayed = Vec::new();
+    while let Some(t) = net.nodes[4].poll_transmit() {
+        if index(t.to) != asker {
+            continue;
+        }
+        if let Ok((_, crate::wire::GroupFrame::Data { id, flags, .. })) =
+            crate::wire::decode(&t.frame)
+        {
+            assert_eq!(flags.0, crate::wire::DataFlags::GRAFT, "a graft answer");
+            replayed.push(id.seq);
+            assert_eq!(t.payload[..], [id.seq as u8; 8][..], "the cached payload");
+        }
+    }
+    assert_eq!(
+        replayed,
+        (10..30).collect::<Vec<u64>>(),
+        "in order, from 10 on"
+    );
+}
