@@ -117,6 +117,11 @@ fn neighbor() -> impl Strategy<Value = Owned> {
 }
 
 fn accept() -> impl Strategy<Value = Owned> {
+    watermark_list().prop_map(|watermarks| Owned::Frame(GroupFrame::Accept { watermarks }))
+}
+
+/// Up to `MAX_WATERMARKS` arbitrary positions: Accept, Watermarks and SubtreeAck carry them.
+fn watermark_list() -> impl Strategy<Value = Vec<Watermark>> {
     let watermark =
         (node_id(), any::<u32>(), any::<u64>()).prop_map(|(source, epoch, next_seq)| Watermark {
             source,
@@ -124,7 +129,6 @@ fn accept() -> impl Strategy<Value = Owned> {
             next_seq,
         });
     vec(watermark, 0..=MAX_WATERMARKS)
-        .prop_map(|watermarks| Owned::Frame(GroupFrame::Accept { watermarks }))
 }
 
 fn reject() -> impl Strategy<Value = Owned> {
@@ -255,25 +259,11 @@ fn any_frame() -> impl Strategy<Value = Owned> {
 }
 
 fn subtree_ack() -> impl Strategy<Value = Owned> {
-    let watermark =
-        (node_id(), any::<u32>(), any::<u64>()).prop_map(|(source, epoch, next_seq)| Watermark {
-            source,
-            epoch,
-            next_seq,
-        });
-    vec(watermark, 0..=MAX_WATERMARKS)
-        .prop_map(|positions| Owned::Frame(GroupFrame::SubtreeAck { positions }))
+    watermark_list().prop_map(|positions| Owned::Frame(GroupFrame::SubtreeAck { positions }))
 }
 
 fn watermarks() -> impl Strategy<Value = Owned> {
-    let watermark =
-        (node_id(), any::<u32>(), any::<u64>()).prop_map(|(source, epoch, next_seq)| Watermark {
-            source,
-            epoch,
-            next_seq,
-        });
-    vec(watermark, 0..=MAX_WATERMARKS)
-        .prop_map(|watermarks| Owned::Frame(GroupFrame::Watermarks { watermarks }))
+    watermark_list().prop_map(|watermarks| Owned::Frame(GroupFrame::Watermarks { watermarks }))
 }
 
 // ---------------------------------------------------------------------------------------------
