@@ -491,3 +491,40 @@ fn a_graft_on_reliable_links_replays_the_stream_from_the_asked_position() {
         "in order, from 10 on"
     );
 }
+
+#[test]
+fn a_displaced_neighbour_is_handed_other_candidates() {
+    let mut config = GroupConfig::for_group_size(8);
+    config.active_size = 2;
+    config.latency_slots = 0;
+    let (mut net, g) = joined_with(4, &config, 9);
+    let full = net.nodes[0].view(g).expect("member").active;
+    assert_eq!(full.len(), 2, "node 0's active view is full");
+    // A fifth node joins through node 0, which must displace a neighbour to take it.
+    let mut frame = Vec::new();
+    crate::wire::encode(g, &crate::wire::GroupFrame::Join, &mut frame).expect("encodes");
+    let now = net.now;
+    let joiner = NodeRef {
+        id: NodeId::from_u64(77),
+        locator: None,
+    };
+    net.nodes[0].handle_frame(now, joiner, &Bytes::from(frame), &mut net.rngs[0]);
+    let mut dropped = None;
+    let mut hints = Vec::new();
+    while let Some(t) = net.nodes[0].poll_transmit() {
+        match crate::wire::decode(&t.frame) {
+            Ok((_, crate::wire::GroupFrame::Disconnect { leaving: false })) => dropped = Some(t.to),
+            Ok((_, crate::wire::GroupFrame::ShuffleReply { nodes })) => {
+                hints.push((t.to, nodes.iter().map(|n| n.id).collect::<Vec<_>>()));
+            }
+            _ => {}
+        }
+    }
+    let dropped = dropped.expect("a neighbour was displaced");
+    assert!(full.contains(&dropped));
+    let (to, nodes) = hints
+        .first()
+        .expect("the displaced neighbour got candidates");
+    assert_eq!(*to, dropped);
+    assert!(!nodes.is_empty() && !nodes.contains(&dropped), "{nodes:?}");
+}
