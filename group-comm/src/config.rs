@@ -100,7 +100,8 @@ pub struct GroupConfig {
     /// How often a member reports its subtree's positions to its parents, at most.
     pub flow_interval: Duration,
 
-    /// Messages kept for grafts and repair.
+    /// Messages kept for grafts and repair, per source (the newest of each; at most four
+    /// sources' worth in all), so that a busy source does not push a quiet one's out.
     pub cache_capacity: usize,
     /// Most messages one repair request asks for (and one answer sends). A request for the
     /// next batch goes out as soon as the previous one is filled.
