@@ -10,9 +10,10 @@
 //! the tree: no node ever stops reading, so links shared by several trees cannot deadlock.
 //!
 //! A child that has not reported yet counts from the first message pushed to it; a child that
-//! leaves the tree (pruned, grafted elsewhere, failed) stops counting. Reports are not
-//! repeated: the links are reliable (`flow_window` needs `reliable_links`), and a new parent
-//! gets a fresh report.
+//! leaves the tree (pruned, grafted elsewhere, failed, or silent for a second) stops counting.
+//! The links are reliable (`flow_window` needs `reliable_links`), so a report is sent when it
+//! changes; every report is also sent again every 100 ms, which corrects a parent that lost
+//! track of a child (it left the active view and came back) and guessed its position.
 
 use substrate::id::NodeId;
 use substrate::time::Instant;
@@ -129,15 +130,24 @@ impl GroupNode {
         let Some(to) = pick else {
             return;
         };
+        self.graft_from_position(gi, si, to);
+    }
+
+    /// Grafts `to` into this node's tree of the source at `si`, asking for the stream from the
+    /// first message this node lacks, and takes it as the parent at once.
+    fn graft_from_position(&mut self, gi: usize, si: usize, to: crate::wire::NodeRef) {
+        let g = &mut self.groups[gi];
+        let s = &mut g.sources[si];
+        s.lazy.retain(|p| *p != to.id);
         let id = crate::wire::MessageId {
             source: s.id,
             epoch: s.epoch,
             seq: s.next,
         };
         let group = g.id;
-        self.groups[gi].sources[si].lazy.retain(|p| *p != to.id);
         self.stats.grafts_sent += 1;
         self.send(group, to, &GroupFrame::Graft { id, want: true });
+        // The grafted neighbour counts this node as a child from now: report to it.
         self.flow_parent(gi, si, to.id);
     }
 
@@ -164,18 +174,7 @@ impl GroupNode {
             let g = &mut self.groups[gi];
             g.orphan_turn = g.orphan_turn.wrapping_add(1);
             let to = g.active[g.orphan_turn % n].node;
-            let s = &mut g.sources[si];
-            s.lazy.retain(|p| *p != to.id);
-            let id = crate::wire::MessageId {
-                source: s.id,
-                epoch: s.epoch,
-                seq: s.next,
-            };
-            let group = g.id;
-            self.stats.grafts_sent += 1;
-            self.send(group, to, &GroupFrame::Graft { id, want: true });
-            // The grafted neighbour counts this node as a child from now: report to it.
-            self.flow_parent(gi, si, to.id);
+            self.graft_from_position(gi, si, to);
         }
     }
 
@@ -278,6 +277,7 @@ impl GroupNode {
         }
         let mut reports: Vec<(NodeId, Vec<Watermark>)> = Vec::new();
         let mut attached = false;
+        let mut dropped = false;
         let stale = self.config.flow_interval * FLOW_REFRESH * 10;
         for s in &mut g.sources {
             // A child that has not reported for ten refresh periods reports to someone else
@@ -286,9 +286,8 @@ impl GroupNode {
             // position.
             let before = s.children.len();
             s.children.retain(|&(_, _, at)| now < at + stale);
-            if s.children.len() != before || !s.children.is_empty() {
-                attached = true;
-            }
+            dropped |= s.children.len() != before;
+            attached |= !s.children.is_empty();
             let Some(parent) = s.parent else {
                 continue;
             };
@@ -312,6 +311,10 @@ impl GroupNode {
             g.flow_due = Some(g.flow_refresh_at);
         }
         let group = g.id;
+        if dropped {
+            // A silent child may have been what held this node's own window.
+            self.settle_own(gi);
+        }
         for (parent, ws) in reports {
             let to = self.locate(parent);
             for chunk in ws.chunks(MAX_WATERMARKS) {
