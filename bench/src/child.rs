@@ -287,7 +287,7 @@ pub fn run_pair(
     let deadline = Instant::now() + timeout;
     let (events, inbox) = mpsc::channel();
 
-    let mut first = Running::spawn(&exe, binder, Side::Binder, events.clone())?;
+    let mut first = spawn_side(&exe, binder, Side::Binder, events.clone())?;
     let endpoint = loop {
         match recv_until(&inbox, deadline)? {
             Event::Line(Side::Binder, line) => {
@@ -296,7 +296,7 @@ pub fn run_pair(
                 }
             }
             Event::Closed(Side::Binder) => {
-                let status = describe(first.wait_briefly());
+                let status = describe(first.wait_briefly(OUTLIVED));
                 let role = binder.role.as_str();
                 bail!(
                     "{role} exited before it was ready ({status}){}",
@@ -309,7 +309,7 @@ pub fn run_pair(
 
     let mut connector = connector.clone();
     connector.endpoint = Some(endpoint);
-    let mut second = Running::spawn(&exe, &connector, Side::Connector, events)?;
+    let mut second = spawn_side(&exe, &connector, Side::Connector, events)?;
 
     let mut outcome = PairOutcome {
         binder: None,
@@ -340,7 +340,7 @@ pub fn run_pair(
         }
     }
     for (running, spec) in [(&mut first, binder), (&mut second, &connector)] {
-        let status = running.wait_briefly();
+        let status = running.wait_briefly(OUTLIVED);
         if !matches!(status, Ok(status) if status.success()) {
             let status = describe(status);
             bail!(
@@ -377,39 +377,43 @@ enum Event {
     Closed(Side),
 }
 
-/// A started child; killed and reaped on drop if still running.
+/// A started child process of a measurement: its standard output is forwarded line by line as
+/// events, its standard error is kept for error messages, and it is killed and reaped on drop if
+/// still running. Shared by [`run_pair`] and the fan-out's fleet.
 #[derive(Debug)]
-struct Running {
+pub(crate) struct Supervised {
     child: Child,
     stderr: Option<thread::JoinHandle<String>>,
     stderr_text: Option<String>,
 }
 
-impl Running {
-    fn spawn(
-        exe: &std::path::Path,
-        spec: &ChildSpec,
-        side: Side,
-        events: mpsc::Sender<Event>,
+impl Supervised {
+    /// Starts `command` with piped standard output and error (its standard input is the
+    /// caller's choice); each line of standard output goes to `events` as `line(text)`, and
+    /// `closed` follows at its end. `what` names the child in the error.
+    pub(crate) fn spawn<E: Send + 'static>(
+        command: &mut Command,
+        what: &str,
+        events: mpsc::Sender<E>,
+        line: impl Fn(String) -> E + Send + 'static,
+        closed: E,
     ) -> Result<Self> {
-        let mut child = Command::new(exe)
-            .args(spec.to_args())
-            .stdin(Stdio::null())
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {} for {}", spec.role.as_str(), spec.contender))?;
+            .with_context(|| format!("starting {what}"))?;
         let stdout = child.stdout.take().context("child stdout")?;
         let mut stderr = child.stderr.take().context("child stderr")?;
         thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if events.send(Event::Line(side, line)).is_err() {
+            for text in BufReader::new(stdout).lines() {
+                let Ok(text) = text else { break };
+                if events.send(line(text)).is_err() {
                     return;
                 }
             }
             // The parent may have stopped listening; nothing to do about it then.
-            let _ = events.send(Event::Closed(side));
+            let _ = events.send(closed);
         });
         let stderr = thread::spawn(move || {
             let mut text = String::new();
@@ -424,8 +428,13 @@ impl Running {
         })
     }
 
-    /// Waits up to two seconds for the exit, then kills the child.
-    fn wait_briefly(&mut self) -> Result<ExitStatus, String> {
+    /// The child's standard input, if it was piped and not taken yet.
+    pub(crate) fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits up to two seconds for the exit, then kills the child (`why` says what it outlived).
+    pub(crate) fn wait_briefly(&mut self, why: &str) -> Result<ExitStatus, String> {
         let until = Instant::now() + Duration::from_secs(2);
         loop {
             match self.child.try_wait() {
@@ -433,7 +442,7 @@ impl Running {
                 Ok(None) if Instant::now() < until => thread::sleep(Duration::from_millis(5)),
                 Ok(None) => {
                     self.kill();
-                    return Err("killed: it outlived its peer by 2 s".to_owned());
+                    return Err(format!("killed: {why}"));
                 }
                 Err(error) => return Err(format!("wait failed: {error}")),
             }
@@ -446,8 +455,9 @@ impl Running {
         let _ = self.child.wait();
     }
 
-    /// The last lines of the child's standard error, for an error message ("" if empty).
-    fn stderr_tail(&mut self) -> String {
+    /// The last lines of the child's standard error, for an error message ("" if empty). Kills
+    /// a running child first, since its standard error is complete only once it has exited.
+    pub(crate) fn stderr_tail(&mut self) -> String {
         if self.stderr_text.is_none() {
             if matches!(self.child.try_wait(), Ok(None)) {
                 self.kill();
@@ -469,7 +479,7 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl Drop for Supervised {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.kill();
@@ -477,12 +487,33 @@ impl Drop for Running {
     }
 }
 
-fn describe(status: Result<ExitStatus, String>) -> String {
+/// An exit status, or why there is none, for an error message.
+pub(crate) fn describe(status: Result<ExitStatus, String>) -> String {
     match status {
         Ok(status) => status.to_string(),
         Err(text) => text,
     }
 }
+
+/// Starts the child of `spec` on `side`.
+fn spawn_side(
+    exe: &std::path::Path,
+    spec: &ChildSpec,
+    side: Side,
+    events: mpsc::Sender<Event>,
+) -> Result<Supervised> {
+    let what = format!("{} for {}", spec.role.as_str(), spec.contender);
+    Supervised::spawn(
+        Command::new(exe).args(spec.to_args()).stdin(Stdio::null()),
+        &what,
+        events,
+        move |line| Event::Line(side, line),
+        Event::Closed(side),
+    )
+}
+
+/// Why [`run_pair`] kills a child that has not exited two seconds after the measurement.
+const OUTLIVED: &str = "it outlived its peer by 2 s";
 
 fn recv_until(inbox: &mpsc::Receiver<Event>, deadline: Instant) -> Result<Event> {
     let left = deadline.saturating_duration_since(Instant::now());

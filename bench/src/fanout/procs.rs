@@ -12,15 +12,17 @@
 //!
 //! A child whose parent disappears reads end-of-file on its standard input and stops too.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
+
+use crate::child::{Supervised, describe};
 
 /// A set of running children with a common deadline; every child still running when the fleet
 /// is dropped is killed.
@@ -50,39 +52,18 @@ impl Fleet {
     /// Starts a child with `args`; `name` is how errors refer to it. Returns its index.
     pub(crate) fn spawn(&mut self, name: String, args: &[String]) -> Result<usize> {
         let index = self.children.len();
-        let mut child = Command::new(&self.exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting the {name}"))?;
-        let stdin = child.stdin.take().context("child stdin")?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let mut stderr = child.stderr.take().context("child stderr")?;
-        let events = self.events.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if events.send(Event::Line(index, line)).is_err() {
-                    return;
-                }
-            }
-            // The parent may have stopped listening; nothing to do about it then.
-            let _ = events.send(Event::Closed(index));
-        });
-        let stderr = thread::spawn(move || {
-            let mut text = String::new();
-            // Read errors only shorten the quoted text.
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
+        let mut child = Supervised::spawn(
+            Command::new(&self.exe).args(args).stdin(Stdio::piped()),
+            &format!("the {name}"),
+            self.events.clone(),
+            move |line| Event::Line(index, line),
+            Event::Closed(index),
+        )?;
+        let stdin = child.take_stdin().context("child stdin")?;
         self.children.push(Proc {
             name,
             child,
             stdin: Some(stdin),
-            stderr: Some(stderr),
-            stderr_text: None,
             ready: None,
             result: None,
             open: true,
@@ -124,10 +105,10 @@ impl Fleet {
         self.send_all("STOP");
         let mut results = Vec::with_capacity(self.children.len());
         for proc in &mut self.children {
-            let status = proc.wait_briefly();
+            let status = proc.child.wait_briefly(AFTER_STOP);
             if !matches!(status, Ok(status) if status.success()) {
                 let status = describe(status);
-                let tail = proc.stderr_tail();
+                let tail = proc.child.stderr_tail();
                 bail!("the {} failed ({status}){tail}", proc.name);
             }
             let result = proc
@@ -161,7 +142,7 @@ impl Fleet {
                     .children
                     .iter_mut()
                     .map(|proc| {
-                        let tail = proc.stderr_tail();
+                        let tail = proc.child.stderr_tail();
                         if tail.is_empty() {
                             String::new()
                         } else {
@@ -192,8 +173,8 @@ impl Fleet {
                 };
                 proc.open = false;
                 if proc.result.is_none() {
-                    let status = describe(proc.wait_briefly());
-                    let tail = proc.stderr_tail();
+                    let status = describe(proc.child.wait_briefly(AFTER_STOP));
+                    let tail = proc.child.stderr_tail();
                     bail!("the {} exited without a result ({status}){tail}", proc.name);
                 }
             }
@@ -213,10 +194,8 @@ enum Event {
 #[derive(Debug)]
 struct Proc {
     name: String,
-    child: Child,
+    child: Supervised,
     stdin: Option<ChildStdin>,
-    stderr: Option<thread::JoinHandle<String>>,
-    stderr_text: Option<String>,
     ready: Option<String>,
     result: Option<Value>,
     open: bool,
@@ -232,69 +211,18 @@ impl Proc {
             let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
         }
     }
-
-    /// Waits up to two seconds for the exit, then kills the child.
-    fn wait_briefly(&mut self) -> Result<ExitStatus, String> {
-        let until = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Ok(status),
-                Ok(None) if Instant::now() < until => thread::sleep(Duration::from_millis(5)),
-                Ok(None) => {
-                    self.kill();
-                    return Err("killed: still running 2 s after STOP".to_owned());
-                }
-                Err(error) => return Err(format!("wait failed: {error}")),
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        // The child may have exited in between; either way it is gone afterwards.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The last lines of the child's standard error ("" if empty). Kills a running child first,
-    /// since its standard error is complete only once it has exited.
-    fn stderr_tail(&mut self) -> String {
-        if self.stderr_text.is_none() {
-            if matches!(self.child.try_wait(), Ok(None)) {
-                self.kill();
-            }
-            let text = self
-                .stderr
-                .take()
-                .and_then(|handle| handle.join().ok())
-                .unwrap_or_default();
-            self.stderr_text = Some(text);
-        }
-        let text = self.stderr_text.as_deref().unwrap_or_default().trim();
-        if text.is_empty() {
-            return String::new();
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(6)..].join("\n    ");
-        format!("\n    {tail}")
-    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // Closing standard input tells a well-behaved child to stop; kill it in any case.
+        // Closing standard input tells a well-behaved child to stop; `Supervised` then kills
+        // it if it is still running.
         self.stdin = None;
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill();
-        }
     }
 }
 
-fn describe(status: Result<ExitStatus, String>) -> String {
-    match status {
-        Ok(status) => status.to_string(),
-        Err(text) => text,
-    }
-}
+/// Why the fleet kills a child that has not exited two seconds after `STOP`.
+const AFTER_STOP: &str = "still running 2 s after STOP";
 
 /// Child side: the parent's commands, read from standard input by a thread of their own.
 #[derive(Debug)]
