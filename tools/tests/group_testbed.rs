@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod group_daemons;
+
+use group_daemons::tree_links;
+
 const HOSTS: usize = 8;
 /// The publishing hosts.
 const PUBLISHERS: [usize; 2] = [3, 6];
@@ -306,31 +310,6 @@ fn interior_node(dir: &Path, name: &str) -> (usize, String) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The group's tree links in a stats file: (source, eager peers) per source.
-fn tree_links(stats: &Path) -> Vec<(String, Vec<String>)> {
-    let Some(v) = fs::read_to_string(stats)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-    else {
-        return Vec::new();
-    };
-    v["groups"][0]["tree"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let source = s["source"].as_str().unwrap_or_default().to_owned();
-            let eager = s["eager"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str().map(str::to_owned))
-                .collect();
-            (source, eager)
-        })
-        .collect()
 }
 
 fn env_or(key: &str, default: u64) -> u64 {

@@ -188,28 +188,33 @@ impl Daemon {
 
     /// The group's tree links this node last wrote to its stats file: (source, eager peers).
     pub fn tree_links(&self, dir: &Path) -> Vec<(String, Vec<String>)> {
-        let path = dir.join(format!("{}.stats.json", self.name));
-        let Ok(text) = fs::read_to_string(path) else {
-            return Vec::new();
-        };
-        let Ok(v) = serde_json::from_str::<Value>(&text) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for g in v["groups"].as_array().into_iter().flatten() {
-            for s in g["tree"].as_array().into_iter().flatten() {
-                let source = s["source"].as_str().unwrap_or_default().to_owned();
-                let eager = s["eager"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.as_str().map(str::to_owned))
-                    .collect();
-                out.push((source, eager));
-            }
-        }
-        out
+        tree_links(&dir.join(format!("{}.stats.json", self.name)))
     }
+}
+
+/// The tree links in a node's stats file, every group's: (source, eager peers) per source.
+/// Empty if the file is missing or not (yet) whole.
+pub fn tree_links(stats: &Path) -> Vec<(String, Vec<String>)> {
+    let Some(v) = fs::read_to_string(stats)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for g in v["groups"].as_array().into_iter().flatten() {
+        for s in g["tree"].as_array().into_iter().flatten() {
+            let source = s["source"].as_str().unwrap_or_default().to_owned();
+            let eager = s["eager"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str().map(str::to_owned))
+                .collect();
+            out.push((source, eager));
+        }
+    }
+    out
 }
 
 impl Drop for Daemon {
