@@ -251,35 +251,15 @@ fn a_small_head_before_a_large_body_sent_alone_is_the_only_copy() {
         "one datagram per message, each ending with its body"
     );
 
-    // Offered all at once, they are copied and cut to fill datagrams (fewer datagrams); a body
-    // goes uncopied only where its frame fills the datagram anyway, or nothing follows it (the
-    // last message, or where pacing or the peer's window end a datagram early): gathering
-    // never ends a datagram that more would have followed.
+    // Offered all at once, the same: two do not fit in a datagram, and a message an empty
+    // datagram holds whole is never cut to fill one, so each starts its own datagram and its
+    // body, with nothing after it, goes as the tail.
     let r = run_with(11, link, config, &msgs, false, msgs.len());
     assert_eq!(r.delivered, joined(&msgs));
-    let with_data: Vec<_> = r
-        .sent
-        .iter()
-        .filter(|(bytes, _)| bytes.len() > 500)
-        .collect();
-    assert!(
-        with_data.len() < 160,
-        "{} datagrams for 200 messages",
-        with_data.len()
-    );
-    let gathered: Vec<usize> = with_data
-        .iter()
-        .filter(|(_, tail)| *tail > 0)
-        .map(|(bytes, _)| bytes.len())
-        .collect();
-    let short = gathered.iter().filter(|&&len| len <= 1_472 - 64).count();
-    // Short ones are where the datagram ended anyway: the last, and pacing or window stops.
-    assert!(
-        short <= 1 + with_data.len() / 20,
-        "{short} of {} gathered datagrams short",
-        gathered.len()
-    );
-    assert!(r.sender.payload_bytes_gathered < 200 * 1_024 / 5);
+    let with_data = r.sent.iter().filter(|(bytes, _)| bytes.len() > 500).count();
+    assert_eq!(with_data, 200, "one datagram per message");
+    assert_eq!(r.sender.fragments_sent, 200, "no message cut");
+    assert_eq!(r.sender.payload_bytes_gathered, 200 * 1_024);
 }
 
 #[test]
@@ -311,12 +291,11 @@ fn refused_parts_are_handed_back() {
 }
 
 #[test]
-fn the_last_message_to_send_is_not_cut_to_fill_a_datagram() {
+fn a_message_an_empty_datagram_holds_is_never_cut() {
     // Pairs of a 600-byte message and a 30 + 1,024-byte one, offered together. After the first,
-    // about 850 bytes are left in the datagram: not room for the second whole. Cutting it would
-    // not save a datagram (nothing follows it), so with gathering it starts the next datagram
-    // whole and goes uncopied on both sides; without, it is cut (three fragments a pair, and a
-    // reassembly copy).
+    // about 850 bytes are left in the datagram: not room for the second whole. Cut, it would
+    // cost the receiver a reassembly copy and save no datagram; so it starts the next datagram
+    // whole, gathered or not.
     let link = LinkConfig::default().latency(Duration::from_millis(2));
     let msgs: Vec<(Bytes, Bytes)> = (0..20u64)
         .flat_map(|n| {
@@ -334,24 +313,18 @@ fn the_last_message_to_send_is_not_cut_to_fill_a_datagram() {
     let copied = run_with(21, link, config(usize::MAX), &msgs, false, 2);
     for r in [&gathered, &copied] {
         assert_eq!(r.delivered, joined(&msgs));
+        assert_eq!(r.sender.fragments_sent, 40, "every message in one fragment");
     }
     assert_eq!(gathered.sender.payload_bytes_gathered, 20 * 1_024);
     assert_eq!(gathered.sender.tx_payload_bytes_copied, 20 * (600 + 30));
-    assert_eq!(
-        gathered.sender.fragments_sent, 40,
-        "every message in one fragment"
-    );
-    assert_eq!(
-        copied.sender.fragments_sent, 60,
-        "the second of each pair cut in two"
-    );
+    assert_eq!(copied.sender.payload_bytes_gathered, 0);
 }
 
 #[test]
 fn messages_sent_back_to_back_are_coalesced_not_gathered() {
     // 1 KiB bodies in datagrams of up to 65,507 bytes, offered at once: ending a datagram after
     // each would cost sixty times the datagrams, so they are copied and coalesced. Only the last
-    // message, with nothing after it, goes gathered.
+    // message of each datagram, with nothing after it, goes gathered.
     let config = SessionConfig {
         max_datagram_bytes: 65_507,
         gather_min_bytes: 1_024,
@@ -369,7 +342,9 @@ fn messages_sent_back_to_back_are_coalesced_not_gathered() {
         .filter(|(bytes, _)| bytes.len() > 2_000)
         .count();
     assert!(with_data <= 15, "{with_data} datagrams for 600 messages");
-    assert_eq!(r.sender.payload_bytes_gathered, 1_024);
+    assert_eq!(r.sender.fragments_sent, 600, "no message cut");
+    // Only the last message of each datagram, with nothing after it, goes as its tail.
+    assert_eq!(r.sender.payload_bytes_gathered, with_data as u64 * 1_024);
     assert_eq!(
         r.sender.tx_payload_bytes_copied + r.sender.payload_bytes_gathered,
         600 * 1_054

@@ -1111,8 +1111,7 @@ impl DataTurn {
             let stream = s.id;
             let (space, datagram) = (w.space(), w.capacity());
             let gather_min = self.gather_min_bytes;
-            let Some(f) = s.next_fragment(self.now, space, datagram, gather_min, others_after)
-            else {
+            let Some(f) = s.next_fragment(self.now, space, datagram) else {
                 break;
             };
             let retransmission = f.retransmission;

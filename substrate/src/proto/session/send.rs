@@ -440,18 +440,13 @@ impl SendStream {
     /// The next fragment to send that fits in `space` bytes of frame (kind, length and body).
     /// Retransmissions come first; new data is cut to fit and to respect the peer's limit.
     ///
-    /// `datagram` is the datagram's room for frames when empty, `gather_min_bytes` the session's
-    /// setting, and `others_after` says whether other streams have data for this datagram after
-    /// this one. The last thing to send (nothing after it) that an empty datagram would hold
-    /// whole, with a body to gather, is not cut to fill the rest of this one (`None`: it starts
-    /// the next, whole and gathered). Cutting it would not save a datagram, only cost copies.
+    /// `datagram` is the datagram's room for frames when empty. A message that an empty datagram
+    /// holds whole is never cut to fill the rest of this one (`None`: it starts the next).
     pub(crate) fn next_fragment(
         &mut self,
         now: Instant,
         space: usize,
         datagram: usize,
-        gather_min_bytes: usize,
-        others_after: bool,
     ) -> Option<FragmentRef<'_>> {
         while let Some(seq) = self.retransmit.pop_first() {
             let Some(i) = seq
@@ -482,7 +477,6 @@ impl SendStream {
         }
         let message = self.next_message - self.queue.len() as u64;
         let room = self.send_limit().saturating_sub(self.next_offset);
-        let alone = self.queue.len() == 1;
         let o = self.queue.front_mut()?;
         let remaining = o.len() - o.cut;
         let fit = max_payload_in(self.id, self.next_sequence, message, space)?;
@@ -498,16 +492,15 @@ impl SendStream {
         if take < remaining && take < least {
             return None;
         }
-        // The last thing to send, if an empty datagram holds it whole and would gather its body,
-        // is not cut to fill the room left here: cut, it would take two datagrams all the same,
-        // and cost a copy on each side (the receiver reassembles a cut message). It starts the
-        // next datagram instead, which holds it, so this never stalls it.
-        if o.cut == 0 && take < remaining && alone && !others_after {
-            let whole = data_frame_len(self.id, self.next_sequence, message, remaining);
-            let room_after = datagram.saturating_sub(whole);
-            if whole <= datagram && gathers(o.body.len(), room_after, true, gather_min_bytes) {
-                return None;
-            }
+        // A message an empty datagram holds whole is never cut to fill the room left here (as
+        // Aeron frames it): cut, it costs the receiver a reassembly copy, and the forwarding
+        // hops after it one each, where whole it goes on as a view of the datagram it came in.
+        // It starts the next datagram instead, which holds it, so this never stalls it.
+        if o.cut == 0
+            && take < remaining
+            && data_frame_len(self.id, self.next_sequence, message, remaining) <= datagram
+        {
+            return None;
         }
         // Flow control admits a fragment whole or not at all: cutting fragments to fit the
         // window would multiply per-fragment costs.
