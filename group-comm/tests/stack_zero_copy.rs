@@ -1,10 +1,9 @@
 //! Zero copy on the group data path, full stack: 1 KiB payloads published into a group of real
 //! sessions on the in-memory network are never copied by Phyla on the way out, neither by the
-//! stack (head and payload stay apart) nor by the sessions (the payload is each datagram's
-//! gathered tail), at the source or at any forwarding node; and every node still delivers every
-//! message exactly once, in per-source order. Under loss, repairs and new messages can be due at
-//! once; a session then coalesces them and copies a payload that other data follows in its
-//! datagram (a datagram saved is worth more than a copy), and only then.
+//! stack (head and payload stay apart) nor by the sessions (every payload is a gathered part of
+//! its datagram), at the source or at any forwarding node, under loss too (where repairs and new
+//! messages share datagrams); and every node still delivers every message exactly once, in
+//! per-source order.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -38,18 +37,15 @@ fn payload(source: u64, n: u64) -> Bytes {
     Bytes::from(v)
 }
 
-/// What the wire showed: datagrams carrying a payload, and whether each had it as its tail.
+/// What the wire showed: payloads carried, and those that were not a gathered part (copied).
 #[derive(Default)]
 struct Wire {
-    with_payload: u64,
-    /// Datagrams with a payload copied although nothing followed it (never allowed).
-    copied_alone: Vec<String>,
-    /// Datagrams with a payload copied and more data after it (coalesced).
-    coalesced: u64,
+    payloads: u64,
+    copied: Vec<String>,
 }
 
-/// Runs the scenario; `coalescing` allows payloads copied where other data follows them.
-fn run(link: LinkConfig, seed: u64, coalescing: bool) {
+/// Runs the scenario.
+fn run(link: LinkConfig, seed: u64) {
     let mut stack = StackConfig::default();
     stack.session.gather_min_bytes = PAYLOAD_BYTES;
     let mut c = Cluster::new(seed, link);
@@ -76,22 +72,22 @@ fn run(link: LinkConfig, seed: u64, coalescing: bool) {
     let wire: Rc<RefCell<Wire>> = Rc::default();
     let sink = wire.clone();
     c.set_on_transmit(move |t| {
-        let Some(at) = t.bytes.windows(MARKER.len()).position(|w| w == MARKER) else {
-            return;
-        };
         let mut w = sink.borrow_mut();
-        w.with_payload += 1;
-        // A payload that ends its datagram must be its gathered tail; one that other data
-        // follows was copied (coalesced).
-        if at + PAYLOAD_BYTES < t.bytes.len() && t.tail_len == 0 {
-            w.coalesced += 1;
-        } else if at + PAYLOAD_BYTES != t.bytes.len() || t.tail_len != PAYLOAD_BYTES {
-            w.copied_alone.push(format!(
-                "node {:?}: payload at {at} of {} bytes, tail {}",
-                t.node,
-                t.bytes.len(),
-                t.tail_len
-            ));
+        for (at, _) in t
+            .bytes
+            .windows(MARKER.len())
+            .enumerate()
+            .filter(|(_, m)| m == MARKER)
+        {
+            w.payloads += 1;
+            if !t.gathered.contains(&(at..at + PAYLOAD_BYTES)) {
+                w.copied.push(format!(
+                    "node {:?}: payload at {at} of {} bytes, gathered {:?}",
+                    t.node,
+                    t.bytes.len(),
+                    t.gathered
+                ));
+            }
         }
     });
 
@@ -131,29 +127,19 @@ fn run(link: LinkConfig, seed: u64, coalescing: bool) {
         assert!(got.is_empty(), "node {i} delivered from unknown sources");
     }
 
-    // Nobody copied a payload: not the stacks, not the sessions, not at a forwarding node
-    // (except, under loss, where other data shares the datagram).
+    // Nobody copied a payload: not the stacks, not the sessions, not at a forwarding node.
     let wire = wire.borrow();
     assert!(
-        wire.copied_alone.is_empty(),
-        "{} datagrams carried a copied payload, the first: {:?}",
-        wire.copied_alone.len(),
-        &wire.copied_alone[..wire.copied_alone.len().min(5)]
+        wire.copied.is_empty(),
+        "{} payloads went copied, the first: {:?}",
+        wire.copied.len(),
+        &wire.copied[..wire.copied.len().min(5)]
     );
-    if coalescing {
-        assert!(
-            wire.coalesced * 10 < wire.with_payload,
-            "{} coalesced",
-            wire.coalesced
-        );
-    } else {
-        assert_eq!(wire.coalesced, 0, "payloads copied to share a datagram");
-    }
     let receivers = (NODES - 1) as u64;
     assert!(
-        wire.with_payload >= receivers * per_source * sources.len() as u64,
+        wire.payloads >= receivers * per_source * sources.len() as u64,
         "every receiver got every payload in some datagram: {}",
-        wire.with_payload
+        wire.payloads
     );
     let (mut gathered, mut forwarded_by) = (0, 0);
     for i in 0..NODES as u32 {
@@ -173,26 +159,19 @@ fn run(link: LinkConfig, seed: u64, coalescing: bool) {
     }
     // Only payloads are gathered (control frames and heads are small and copied), so the
     // sessions' count is the wire's, exactly.
-    assert_eq!(
-        gathered,
-        (wire.with_payload - wire.coalesced) * PAYLOAD_BYTES as u64
-    );
+    assert_eq!(gathered, wire.payloads * PAYLOAD_BYTES as u64);
     assert!(forwarded_by > 0, "some node forwarded payloads it received");
 }
 
 #[test]
 fn forwarding_one_kib_payloads_through_the_tree_copies_none() {
-    run(
-        LinkConfig::default().latency(Duration::from_millis(2)),
-        3,
-        false,
-    );
+    run(LinkConfig::default().latency(Duration::from_millis(2)), 3);
 }
 
 #[test]
-fn forwarding_through_loss_copies_only_to_coalesce_and_delivers_exactly_once_in_order() {
+fn forwarding_through_loss_copies_none_and_delivers_exactly_once_in_order() {
     let link = LinkConfig::default()
         .latency(Duration::from_millis(2))
         .loss(Loss::Uniform(0.02));
-    run(link, 4, true);
+    run(link, 4);
 }

@@ -677,7 +677,7 @@ where
                 Some(t) => {
                     let Locator::Udp(to) = t.destination;
                     self.driver
-                        .send_gather(self.socket, to, slot, t.len, t.tail);
+                        .send_gather(self.socket, to, slot, t.len, t.gather);
                     n += 1;
                 }
                 None => {

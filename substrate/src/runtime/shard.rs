@@ -543,7 +543,7 @@ impl<D: Driver> Shard<D> {
                 Some(t) => {
                     let Locator::Udp(to) = t.destination;
                     self.driver
-                        .send_gather(self.socket, to, slot, t.len, t.tail);
+                        .send_gather(self.socket, to, slot, t.len, t.gather);
                     n += 1;
                 }
                 None => {

@@ -16,7 +16,7 @@ use crate::time::{Duration, Instant};
 use crate::wire::MAX_DATAGRAM_BYTES;
 
 /// One transmit, as shown to the [`Cluster::set_on_transmit`] observer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TransmitInfo<'a> {
     /// When the node sent it.
     pub at: Instant,
@@ -26,11 +26,11 @@ pub struct TransmitInfo<'a> {
     pub from: Locator,
     /// The destination the protocol chose.
     pub to: Locator,
-    /// The datagram, as it goes on the wire (a gathered tail already appended).
+    /// The datagram, as it goes on the wire (gathered parts spliced in).
     pub bytes: &'a [u8],
-    /// How many of the last bytes of `bytes` the protocol handed over as
-    /// [`Transmit::tail`](crate::proto::Transmit::tail) rather than writing them (0 if none).
-    pub tail_len: usize,
+    /// Where in `bytes` the parts are that the protocol handed over in
+    /// [`Transmit::gather`](crate::proto::Transmit::gather) rather than writing them, in order.
+    pub gathered: Vec<std::ops::Range<usize>>,
 }
 
 /// Safety valves that turn a runaway protocol into a [`HarnessError`] instead of a hung test.
@@ -130,6 +130,8 @@ pub struct Cluster<P: Protocol> {
     now: Instant,
     seed: u64,
     buf: Box<[u8]>,
+    /// Where a datagram with gathered parts is assembled.
+    wire: Box<[u8]>,
     trace: TraceHash,
     event_trace: Option<fn(&P::Event, &mut TraceHash)>,
     on_transmit: Option<TransmitHook>,
@@ -163,6 +165,7 @@ impl<P: Protocol> Cluster<P> {
             now: Instant::ZERO,
             seed,
             buf: vec![0; MAX_DATAGRAM_BYTES].into_boxed_slice(),
+            wire: vec![0; MAX_DATAGRAM_BYTES].into_boxed_slice(),
             trace: TraceHash::new(),
             event_trace: None,
             on_transmit: None,
@@ -410,14 +413,13 @@ impl<P: Protocol> Cluster<P> {
                     len <= self.buf.len(),
                     "a protocol reported a transmit longer than its buffer"
                 );
-                // The network is the wire: a gathered tail is copied after the written bytes
-                // (beyond `len` the buffer's contents are the harness's to use).
-                let tail_len = t.tail.as_ref().map_or(0, Bytes::len);
-                if let Some(tail) = &t.tail {
-                    assert!(!tail.is_empty(), "a protocol returned an empty tail");
-                    self.buf[t.len..len].copy_from_slice(tail);
-                }
-                let bytes = &self.buf[..len];
+                // The network is the wire: gathered parts are spliced into the written bytes.
+                let bytes = if t.gather.is_empty() {
+                    &self.buf[..len]
+                } else {
+                    t.gather.assemble(&self.buf[..t.len], &mut self.wire);
+                    &self.wire[..len]
+                };
                 any = true;
                 outputs += 1;
                 let from = self.net.locator(NodeIdx(node));
@@ -434,7 +436,15 @@ impl<P: Protocol> Cluster<P> {
                         from,
                         to: t.destination,
                         bytes,
-                        tail_len,
+                        gathered: t
+                            .gather
+                            .iter()
+                            .scan(0, |before, (at, part)| {
+                                let start = at + *before;
+                                *before += part.len();
+                                Some(start..start + part.len())
+                            })
+                            .collect(),
                     });
                 }
                 self.net.send(now, NodeIdx(node), t.destination, bytes);

@@ -1,5 +1,5 @@
-//! Gathered sends end to end: messages whose fragments go out as datagram tails (no copy into the
-//! transmit slot) arrive byte-identical through real sockets and a lossy driver, and the node's
+//! Gathered sends end to end: messages whose bodies go out as gathered parts of datagrams (no
+//! copy into the transmit slot) arrive byte-identical through real sockets and a lossy driver, and the node's
 //! counters say which bytes were copied and which were gathered.
 
 use bytes::Bytes;
@@ -24,10 +24,19 @@ fn message(n: u64) -> Bytes {
     )
 }
 
+/// On each driver, in datagrams of at most one Ethernet frame and of the loopback limit (where
+/// a datagram carries dozens of gathered bodies between the frames' fields).
 fn gathered_messages_arrive_intact(driver: DriverKind) {
+    for max_datagram_bytes in [1_472, 65_507] {
+        gathered_messages_arrive_intact_in(driver, max_datagram_bytes);
+    }
+}
+
+fn gathered_messages_arrive_intact_in(driver: DriverKind, max_datagram_bytes: usize) {
     const N: u64 = 3_000;
     let session = SessionConfig {
         gather_min_bytes: 1_024,
+        max_datagram_bytes,
         ..SessionConfig::default()
     };
     let lossy = |seed| FaultConfig::loss(seed, 0.02);
@@ -55,10 +64,10 @@ fn gathered_messages_arrive_intact(driver: DriverKind) {
         }
         sub.poll(
             |d| {
-                assert_eq!(d.number, next, "{driver:?}");
+                assert_eq!(d.number, next, "{driver:?} {max_datagram_bytes}");
                 assert!(
                     d.payload == message(next),
-                    "{driver:?}: message {next} differs"
+                    "{driver:?} {max_datagram_bytes}: message {next} differs"
                 );
                 next += 1;
             },
@@ -70,27 +79,31 @@ fn gathered_messages_arrive_intact(driver: DriverKind) {
     let s = a.session_counters(sa).expect("session alive");
     assert!(
         s.fragments_retransmitted > 0,
-        "{driver:?}: the loss caused repairs"
+        "{driver:?} {max_datagram_bytes}: the loss caused repairs"
     );
     assert!(
         c.tx_payload_bytes_copied + c.payload_bytes_gathered >= payload_bytes,
-        "{driver:?}: every payload byte was sent, copied or gathered: {c:?}"
+        "{driver:?} {max_datagram_bytes}: every payload byte was sent, copied or gathered: {c:?}"
     );
     // Most bytes are in fragments of 1 KiB or more and go uncopied; what is copied is small
     // messages and the pieces that fragmentation leaves (a message's start in the room left
     // after another, a short last fragment).
     assert!(
         c.payload_bytes_gathered > 2 * c.tx_payload_bytes_copied,
-        "{driver:?}: {c:?}"
+        "{driver:?} {max_datagram_bytes}: {c:?}"
     );
     let copies = COPIES
         .tx_payload_bytes
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         copies - copies_before >= c.tx_payload_bytes_copied,
-        "{driver:?}: the process-wide counter includes this node's copies"
+        "{driver:?} {max_datagram_bytes}: the process-wide counter includes this node's copies"
     );
-    assert_eq!(b.counters().datagrams_invalid, 0, "{driver:?}");
+    assert_eq!(
+        b.counters().datagrams_invalid,
+        0,
+        "{driver:?} {max_datagram_bytes}"
+    );
 }
 
 on_each_driver!(

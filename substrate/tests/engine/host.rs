@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use substrate::id::Locator;
-use substrate::proto::{Protocol, Transmit};
+use substrate::proto::{Gather, Protocol, Transmit};
 use substrate::rand::Rng;
 use substrate::runtime::driver::{DriverError, DriverKind};
 use substrate::runtime::host::{Host, HostBuilder, Hosted, Service, ShardContext, ShardWake};
@@ -111,7 +111,7 @@ impl Protocol for Echo {
         Some(Transmit {
             destination: Locator::Udp(to),
             len: 9,
-            tail: None,
+            gather: Gather::new(),
         })
     }
 

@@ -24,9 +24,7 @@ fn from_a(d: &mut Duo, buf: &mut [u8]) -> Vec<Bytes> {
     let mut out = Vec::new();
     while let Some(t) = d.ep[0].poll_transmit(d.now, buf) {
         assert!(t.datagram_len() <= buf.len());
-        let mut datagram = buf[..t.len].to_vec();
-        datagram.extend_from_slice(t.tail.as_deref().unwrap_or_default());
-        out.push(Bytes::from(datagram));
+        out.push(Bytes::from(t.gather.to_vec(&buf[..t.len])));
     }
     out
 }

@@ -131,12 +131,9 @@ impl Duo {
     pub(crate) fn drain(&mut self) {
         for i in 0..2 {
             while let Some(t) = self.ep[i].poll_transmit(self.now, &mut self.buf) {
-                // On the wire a gathered tail follows the written bytes.
-                let len = t.datagram_len();
-                if let Some(tail) = &t.tail {
-                    self.buf[t.len..len].copy_from_slice(tail);
-                }
-                let buf = &self.buf[..len];
+                // On the wire the gathered parts are spliced into the written bytes.
+                let wire = t.gather.to_vec(&self.buf[..t.len]);
+                let buf = &wire[..];
                 self.sent[i] += 1;
                 let to = self
                     .loc

@@ -4,6 +4,7 @@
 //! every payload byte sent, first sends and retransmissions alike.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -46,12 +47,13 @@ fn messages(seed: u64) -> Vec<(Bytes, Bytes)> {
     out
 }
 
-/// A datagram `a` sent: its bytes on the wire and how many of the last came as a tail.
-type Sent = Rc<RefCell<Vec<(Vec<u8>, usize)>>>;
+/// A datagram `a` sent: its bytes on the wire and where in them the gathered parts are.
+type Datagram = (Vec<u8>, Vec<Range<usize>>);
+type Sent = Rc<RefCell<Vec<Datagram>>>;
 
 struct Run {
     delivered: Vec<Bytes>,
-    sent: Vec<(Vec<u8>, usize)>,
+    sent: Vec<Datagram>,
     sender: SessionStats,
     endpoint_copied: u64,
     endpoint_gathered: u64,
@@ -85,7 +87,8 @@ fn run_with(
     let a = p.a;
     p.c.set_on_transmit(move |t| {
         if t.node == a {
-            sink.borrow_mut().push((t.bytes.to_vec(), t.tail_len));
+            sink.borrow_mut()
+                .push((t.bytes.to_vec(), t.gathered.clone()));
         }
     });
     let (sa, sb) = (p.sa, p.sb);
@@ -140,31 +143,37 @@ fn stats(p: &Pair, node: substrate::testing::NodeIdx, s: SessionHandle) -> Sessi
     p.c.node(node).session_info(s).expect("session alive").stats
 }
 
-/// What the datagrams say was sent: payload bytes of every data frame, and tail bytes. Checks
-/// that a tail is the end of the datagram's last frame, a data frame.
-fn wire_account(sent: &[(Vec<u8>, usize)], gather: usize) -> (u64, u64) {
-    let (mut data, mut tails) = (0u64, 0u64);
-    for (bytes, tail) in sent {
+/// What the datagrams say was sent: payload bytes of every data frame, and gathered bytes.
+/// Checks that every gathered part is at least `gather` bytes and lies within one data frame's
+/// payload, at its end.
+fn wire_account(sent: &[Datagram], gather: usize) -> (u64, u64) {
+    let (mut data, mut gathered) = (0u64, 0u64);
+    for (bytes, parts) in sent {
         let (_, frames) = decode_datagram(bytes).expect("a valid datagram");
-        let frames: Vec<Frame<'_>> = frames.map(|f| f.expect("a valid frame")).collect();
-        for f in &frames {
-            if let Frame::Data(d) = f {
+        let mut payloads = Vec::new();
+        for f in frames {
+            if let Frame::Data(d) = f.expect("a valid frame") {
                 data += d.payload.len() as u64;
+                let start = d.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+                payloads.push(start..start + d.payload.len());
             }
         }
-        if *tail > 0 {
-            assert!(*tail >= gather, "a tail of {tail} bytes is below {gather}");
-            match frames.last() {
-                Some(Frame::Data(d)) => assert!(
-                    d.payload.len() >= *tail,
-                    "the tail is more than the last frame's payload"
-                ),
-                other => panic!("a gathered datagram ends with {other:?}, not a data frame"),
-            }
-            tails += *tail as u64;
+        for part in parts {
+            assert!(
+                part.len() >= gather,
+                "a part of {} bytes is below {gather}",
+                part.len()
+            );
+            assert!(
+                payloads
+                    .iter()
+                    .any(|p| p.start <= part.start && p.end == part.end),
+                "gathered part {part:?} is not the end of a data frame's payload"
+            );
+            gathered += part.len() as u64;
         }
     }
-    (data, tails)
+    (data, gathered)
 }
 
 fn joined(msgs: &[(Bytes, Bytes)]) -> Vec<Bytes> {
@@ -245,15 +254,15 @@ fn a_small_head_before_a_large_body_sent_alone_is_the_only_copy() {
     assert_eq!(r.delivered, joined(&msgs));
     assert_eq!(r.sender.payload_bytes_gathered, 200 * 1_024);
     assert_eq!(r.sender.tx_payload_bytes_copied, 200 * 30);
-    let gathered = r.sent.iter().filter(|(_, tail)| *tail > 0).count();
+    let gathered = r.sent.iter().filter(|(_, parts)| parts.len() == 1).count();
     assert_eq!(
         gathered, 200,
-        "one datagram per message, each ending with its body"
+        "one datagram per message, each with its body"
     );
 
     // Offered all at once, the same: two do not fit in a datagram, and a message an empty
-    // datagram holds whole is never cut to fill one, so each starts its own datagram and its
-    // body, with nothing after it, goes as the tail.
+    // datagram holds whole is never cut to fill one, so each starts its own datagram, its body
+    // gathered.
     let r = run_with(11, link, config, &msgs, false, msgs.len());
     assert_eq!(r.delivered, joined(&msgs));
     let with_data = r.sent.iter().filter(|(bytes, _)| bytes.len() > 500).count();
@@ -321,10 +330,9 @@ fn a_message_an_empty_datagram_holds_is_never_cut() {
 }
 
 #[test]
-fn messages_sent_back_to_back_are_coalesced_not_gathered() {
-    // 1 KiB bodies in datagrams of up to 65,507 bytes, offered at once: ending a datagram after
-    // each would cost sixty times the datagrams, so they are copied and coalesced. Only the last
-    // message of each datagram, with nothing after it, goes gathered.
+fn messages_sent_back_to_back_share_datagrams_and_are_all_gathered() {
+    // 1 KiB bodies in datagrams of up to 65,507 bytes, offered at once: they share datagrams,
+    // about sixty to each, and every body goes from where it is, between the frames' fields.
     let config = SessionConfig {
         max_datagram_bytes: 65_507,
         gather_min_bytes: 1_024,
@@ -343,8 +351,12 @@ fn messages_sent_back_to_back_are_coalesced_not_gathered() {
         .count();
     assert!(with_data <= 15, "{with_data} datagrams for 600 messages");
     assert_eq!(r.sender.fragments_sent, 600, "no message cut");
-    // Only the last message of each datagram, with nothing after it, goes as its tail.
-    assert_eq!(r.sender.payload_bytes_gathered, with_data as u64 * 1_024);
+    assert_eq!(r.sender.payload_bytes_gathered, 600 * 1_024);
+    assert_eq!(r.sender.tx_payload_bytes_copied, 600 * 30);
+    let (data, gathered) = wire_account(&r.sent, 1_024);
+    assert_eq!((data, gathered), (600 * 1_054, 600 * 1_024));
+    let most = r.sent.iter().map(|(_, parts)| parts.len()).max();
+    assert!(most > Some(50), "{most:?} parts at most in a datagram");
     assert_eq!(
         r.sender.tx_payload_bytes_copied + r.sender.payload_bytes_gathered,
         600 * 1_054

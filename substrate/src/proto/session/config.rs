@@ -42,13 +42,14 @@ pub struct SessionConfig {
     /// Gather sends: a data fragment that carries at least this many bytes of a message's body
     /// (the second part of [`Endpoint::offer_parts`](super::Endpoint::offer_parts), or the whole
     /// message of [`Endpoint::offer`](super::Endpoint::offer)) is not copied into the transmit
-    /// buffer but handed to the driver as the datagram's tail ([`Transmit::tail`]), and ends its
-    /// datagram, provided that costs no datagram: nothing else is waiting to be sent, or the
-    /// fragment fills the datagram. Fragments sent back to back with others are copied, so that
-    /// they share datagrams. `usize::MAX` turns gathering off. See `docs/architecture.md`
-    /// ("Messages in two parts, and gathered fragments") for the measurements behind the default.
+    /// buffer but handed to the driver as a part of the datagram ([`Transmit::gather`]), sent
+    /// from where it is; frames before and after it share the datagram as usual. A datagram
+    /// gathers at most [`Gather::MAX_PARTS`] bodies and copies the rest; smaller bodies are
+    /// copied. `usize::MAX` turns gathering off. See `docs/architecture.md` ("Messages in two parts, and
+    /// gathered fragments") for the measurements behind the default.
     ///
-    /// [`Transmit::tail`]: crate::proto::Transmit::tail
+    /// [`Transmit::gather`]: crate::proto::Transmit::gather
+    /// [`Gather::MAX_PARTS`]: crate::proto::Gather::MAX_PARTS
     pub gather_min_bytes: usize,
 }
 

@@ -10,10 +10,11 @@ use super::event::{CloseCause, Event, Message, OfferError};
 use super::recv::{Borrowed, Received, RecvStream};
 use super::rtt::RttEstimator;
 use super::send::{
-    FragmentRef, SendStream, data_body_len, data_frame_len, gathers, min_later_fragment_bytes,
+    FragmentRef, SendStream, data_body_len, data_frame_len, min_later_fragment_bytes,
 };
 use super::stats::SessionStats;
 use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
+use crate::proto::Gather;
 use crate::proto::rate::Rate;
 use crate::rand::Rng;
 use crate::time::{Duration, Instant, duration_ns};
@@ -843,8 +844,8 @@ impl Session {
     // ---- output -------------------------------------------------------------------------------
 
     /// Writes the next datagram at the start of `buf`, at most `max_datagram_bytes` of it
-    /// counting the tail; returns where it goes, the length written and the tail (the body part
-    /// of a gathered data fragment, which ends the datagram). `buf` holds at least
+    /// counting the gathered parts; returns where it goes, the length written and the parts (the
+    /// body parts of gathered data fragments, sent from where they are). `buf` holds at least
     /// [`MIN_DATAGRAM_BYTES`].
     pub(crate) fn poll_transmit(
         &mut self,
@@ -1024,11 +1025,8 @@ impl Session {
         // Round robin: start after the stream that sent first last time, wrap around.
         let first = self.next_stream_turn;
         let mut served = None;
-        // Streams with data that are yet to be served in this datagram (so may follow).
-        let mut pending = self.send.values().filter(|s| s.has_sendable()).count();
         let mut serve = |s: &mut SendStream, stats: &mut SessionStats| {
-            pending -= usize::from(s.has_sendable());
-            if turn.fill(s, w, stats, events, pending > 0) && served.is_none() {
+            if turn.fill(s, w, stats, events) && served.is_none() {
                 served = Some(s.id);
             }
             w.space() >= MIN_USEFUL_SPACE
@@ -1053,23 +1051,20 @@ impl Session {
     }
 
     fn sent(&mut self, w: Writer<'_>, to: Locator) -> Written {
-        let (len, tail, ungathered) = w.finish();
-        // A body part counted as copied ended the datagram after all and went as its tail.
-        self.stats.tx_payload_bytes_copied -= ungathered as u64;
-        self.stats.payload_bytes_gathered += ungathered as u64;
+        let (len, gather) = w.finish();
         self.stats.datagrams_sent += 1;
-        self.stats.bytes_sent += (len + tail.as_ref().map_or(0, Bytes::len)) as u64;
-        Written { to, len, tail }
+        self.stats.bytes_sent += (len + gather.bytes()) as u64;
+        Written { to, len, gather }
     }
 }
 
 /// A datagram a session wrote: where it goes, the bytes written at the start of the buffer,
-/// and the bytes that follow them uncopied (see `Transmit::tail`).
+/// and the bytes it carries uncopied (see `Transmit::gather`).
 #[derive(Debug)]
 pub(crate) struct Written {
     pub(crate) to: Locator,
     pub(crate) len: usize,
-    pub(crate) tail: Option<Bytes>,
+    pub(crate) gather: Gather,
 }
 
 /// Below this much room a datagram is considered full.
@@ -1087,15 +1082,13 @@ struct DataTurn {
 
 impl DataTurn {
     /// Writes one stream's gap notice, repairs and new data into `w`, as pacing allows.
-    /// `others_after`: streams served after this one have data for the datagram. Returns whether
-    /// any data went in.
+    /// Returns whether any data went in.
     fn fill(
         &self,
         s: &mut SendStream,
         w: &mut Writer<'_>,
         stats: &mut SessionStats,
         events: &mut VecDeque<Event>,
-        others_after: bool,
     ) -> bool {
         if s.wants_gap() {
             if let Some(g) = s.take_gap() {
@@ -1110,24 +1103,16 @@ impl DataTurn {
         while s.pacer_ready(self.now) {
             let stream = s.id;
             let (space, datagram) = (w.space(), w.capacity());
-            let gather_min = self.gather_min_bytes;
             let Some(f) = s.next_fragment(self.now, space, datagram) else {
                 break;
             };
             let retransmission = f.retransmission;
-            let frame_len = data_frame_len(stream, f.sequence, f.message, f.len());
-            let room_after = space.saturating_sub(frame_len);
-            let last = !f.more && !others_after;
-            let len = if gathers(f.body.len(), room_after, last, gather_min) {
-                // The body part ends the datagram as its tail; nothing follows it.
+            let len = if f.body.len() >= self.gather_min_bytes && w.can_gather() {
+                // The body part goes from where it is; only the frame's fields and head are
+                // written.
                 stats.tx_payload_bytes_copied += f.head.len() as u64;
                 stats.payload_bytes_gathered += f.body.len() as u64;
                 w.put_gathered(stream, &f)
-            } else if f.body.len() >= gather_min {
-                // Copied if more follows in this datagram; if nothing does, `finish` makes it
-                // the tail after all.
-                stats.tx_payload_bytes_copied += f.len() as u64;
-                w.put_data_deferred(stream, &f)
             } else {
                 stats.tx_payload_bytes_copied += f.len() as u64;
                 w.put_data(stream, &f)
@@ -1194,19 +1179,15 @@ fn utf8_prefix(s: &str, max: usize) -> &str {
 }
 
 /// Fills one datagram at the start of the caller's buffer: header first, then frames while they
-/// fit, and possibly a gathered data frame whose body part is the datagram's tail, after which
-/// nothing fits. Nothing is cleared or zeroed: every byte up to `pos` is written before it is
-/// read, and the caller reads only the first `finish()` bytes.
+/// fit. A gathered data frame's body part is not written: it is recorded as a part of the
+/// datagram's [`Gather`], placed after the bytes written so far, and its room is kept in the
+/// datagram's limit. Nothing is cleared or zeroed: every byte up to `pos` is written before it
+/// is read, and the caller reads only the first `finish()` bytes.
 struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
-    /// Bytes that end the datagram without being copied into `buf`.
-    tail: Option<Bytes>,
-    /// A body part written as copied, its room reserved at `.0` but its bytes not copied yet:
-    /// if another frame follows they are, and if nothing does the body becomes the tail
-    /// instead. Whether anything will follow is not known when a fragment is written (pacing,
-    /// the peer's window or the next message's size may stop the datagram there).
-    deferred: Option<(usize, Bytes)>,
+    /// Body parts sent from where they are, placed among the written bytes.
+    gather: Gather,
 }
 
 impl<'a> Writer<'a> {
@@ -1221,8 +1202,7 @@ impl<'a> Writer<'a> {
         let mut w = Self {
             buf: &mut buf[..len],
             pos: HEADER_LEN,
-            tail: None,
-            deferred: None,
+            gather: Gather::new(),
         };
         w.destination(destination);
         w
@@ -1244,13 +1224,19 @@ impl<'a> Writer<'a> {
         self.buf.len() - HEADER_LEN
     }
 
-    /// Room left for frames: none once a tail ends the datagram.
+    /// Where the written bytes must end: the datagram's limit, less the gathered bytes.
+    fn end(&self) -> usize {
+        self.buf.len() - self.gather.bytes()
+    }
+
+    /// Room left for frames, gathered parts counted.
     fn space(&self) -> usize {
-        if self.tail.is_some() {
-            0
-        } else {
-            self.buf.len() - self.pos
-        }
+        self.end() - self.pos
+    }
+
+    /// Whether another body part can be gathered rather than copied.
+    fn can_gather(&self) -> bool {
+        !self.gather.is_full()
     }
 
     fn is_empty(&self) -> bool {
@@ -1262,45 +1248,16 @@ impl<'a> Writer<'a> {
         self.put_len(frame) > 0
     }
 
-    /// Copies a deferred body part into its reserved room: a frame is about to follow it.
-    fn settle(&mut self) {
-        if let Some((at, body)) = self.deferred.take() {
-            self.buf[at..at + body.len()].copy_from_slice(&body);
-        }
-    }
-
     /// Appends `frame` if it fits; returns its length, or 0 if it did not fit.
     fn put_len(&mut self, frame: &Frame<'_>) -> usize {
-        if self.tail.is_some() {
-            return 0;
-        }
-        // Settled even if the frame does not fit: then the datagram ends here, copied as
-        // reported. (A frame that does not fit is rare: callers size frames to `space`.)
-        self.settle();
-        match frame.encode(&mut self.buf[self.pos..]) {
+        let end = self.end();
+        match frame.encode(&mut self.buf[self.pos..end]) {
             Ok(n) => {
                 self.pos += n;
                 n
             }
             Err(_) => 0,
         }
-    }
-
-    /// Appends data fragment `f` of `stream` as [`put_data`](Self::put_data) does, but leaves
-    /// the copy of its body part until another frame follows: if none does, the body part
-    /// becomes the datagram's tail after all (see [`finish`](Self::finish)).
-    fn put_data_deferred(&mut self, stream: StreamId, f: &FragmentRef<'_>) -> usize {
-        if f.head.is_empty() || f.body.is_empty() {
-            return self.put_data(stream, f);
-        }
-        self.settle();
-        let n = self.put_gathered(stream, f);
-        if n > 0 {
-            let body = self.tail.take().unwrap_or_default();
-            self.deferred = Some((self.pos, body.clone()));
-            self.pos += body.len();
-        }
-        n
     }
 
     /// Appends data fragment `f` of `stream`, copying its payload; returns the frame's length,
@@ -1316,22 +1273,33 @@ impl<'a> Writer<'a> {
             return self.put_len(&Frame::Data(data(stream, f, payload)));
         }
         // Two parts: the prefix and the head part, then the body part after them.
-        let n = self.put_gathered(stream, f);
+        let n = self.put_fields(stream, f);
         if n > 0 {
-            let body = self.tail.take().unwrap_or_default();
-            self.buf[self.pos..self.pos + body.len()].copy_from_slice(&body);
-            self.pos += body.len();
+            self.buf[self.pos..self.pos + f.body.len()].copy_from_slice(f.body);
+            self.pos += f.body.len();
         }
         n
     }
 
-    /// Appends data fragment `f` of `stream` with its body part as the datagram's tail: the
-    /// frame's kind, length and fixed fields and the head part are written, the body part is
-    /// kept as a view. The frame must be the datagram's last (its payload runs to the end of its
-    /// body, which its length prefix gives). Returns the frame's whole length (what it takes on
-    /// the wire), or 0 if it did not fit. The datagram is then closed to further frames.
+    /// Appends data fragment `f` of `stream` with its body part gathered: the frame's kind,
+    /// length and fixed fields and the head part are written, the body part is kept as a view
+    /// placed right after them. Returns the frame's whole length (what it takes on the wire), or
+    /// 0 if it did not fit or the gather is full.
     fn put_gathered(&mut self, stream: StreamId, f: &FragmentRef<'_>) -> usize {
-        self.settle();
+        if !self.can_gather() {
+            return 0;
+        }
+        let n = self.put_fields(stream, f);
+        if n > 0 {
+            self.gather.push(self.pos, f.body.clone());
+        }
+        n
+    }
+
+    /// Writes data fragment `f`'s frame up to its body part (kind, length for the whole payload,
+    /// fixed fields, head part) if the whole frame fits; returns the whole frame's length, or 0.
+    /// The caller puts the body part right after.
+    fn put_fields(&mut self, stream: StreamId, f: &FragmentRef<'_>) -> usize {
         let (sequence, message) = (f.sequence, f.message);
         let whole = data_frame_len(stream, sequence, message, f.len());
         if whole > self.space() {
@@ -1343,33 +1311,22 @@ impl<'a> Writer<'a> {
         let body = data_body_len(stream, sequence, message, f.len());
         let short_body = data_body_len(stream, sequence, message, f.head.len());
         let shift = varint_len(body as u64) - varint_len(short_body as u64);
-        let at = self.pos;
-        let Ok(n) = Frame::Data(data(stream, f, f.head)).encode(&mut self.buf[at + shift..]) else {
+        let (at, end) = (self.pos, self.end());
+        let Ok(n) = Frame::Data(data(stream, f, f.head)).encode(&mut self.buf[at + shift..end])
+        else {
             return 0;
         };
         self.buf[at] = FrameKind::Data as u8;
         write_varint(body as u64, &mut self.buf[at + 1..]);
         self.pos = at + shift + n;
         debug_assert_eq!(self.pos + f.body.len(), at + whole);
-        self.tail = Some(f.body.clone());
         whole
     }
 
-    /// The datagram: its first this many bytes are in the buffer, and the tail, if any, follows;
-    /// then how many bytes of body part written as copied went out as the tail instead (a
-    /// deferred body nothing followed).
-    fn finish(mut self) -> (usize, Option<Bytes>, usize) {
-        match self.deferred.take() {
-            Some((at, body)) if at + body.len() == self.pos && self.tail.is_none() => {
-                let n = body.len();
-                (at, Some(body), n)
-            }
-            Some((at, body)) => {
-                self.buf[at..at + body.len()].copy_from_slice(&body);
-                (self.pos, self.tail, 0)
-            }
-            None => (self.pos, self.tail, 0),
-        }
+    /// The datagram: its first this many bytes are in the buffer, and the gathered parts go
+    /// among them.
+    fn finish(self) -> (usize, Gather) {
+        (self.pos, self.gather)
     }
 }
 
@@ -1379,7 +1336,8 @@ mod tests {
     use crate::wire::DataFlags;
 
     /// Writes fragment `f` into a fresh datagram, gathered or copied; returns the frame's bytes
-    /// as they go on the wire (the tail appended), the length reported, and whether it gathered.
+    /// as they go on the wire (the parts spliced in), the length reported, and whether it
+    /// gathered.
     fn written(gather: bool, stream: StreamId, f: &FragmentRef<'_>) -> (Vec<u8>, usize, bool) {
         let mut buf = vec![0xa5u8; crate::wire::MAX_DATAGRAM_BYTES];
         let mut w = Writer::new(&mut buf, usize::MAX, ConnectionId::NONE);
@@ -1388,11 +1346,9 @@ mod tests {
         } else {
             w.put_data(stream, f)
         };
-        let (len, tail, _) = w.finish();
-        let gathered = tail.is_some();
-        let mut out = buf[HEADER_LEN..len].to_vec();
-        out.extend_from_slice(tail.as_deref().unwrap_or_default());
-        (out, n, gathered)
+        let (len, parts) = w.finish();
+        let out = parts.to_vec(&buf[..len]);
+        (out[HEADER_LEN..].to_vec(), n, !parts.is_empty())
     }
 
     #[test]
@@ -1417,7 +1373,6 @@ mod tests {
                             head,
                             body: &body,
                             retransmission: false,
-                            more: false,
                         };
                         let stream = StreamId(stream);
                         let expected = {
@@ -1427,7 +1382,7 @@ mod tests {
                             v
                         };
                         let (gathered, n, tail) = written(true, stream, &f);
-                        assert!(tail, "put_gathered keeps the body as the tail");
+                        assert!(tail, "put_gathered keeps the body as a part");
                         assert_eq!(n, expected.len());
                         assert!(
                             gathered == expected,
@@ -1446,86 +1401,85 @@ mod tests {
         }
     }
 
+    /// Frames go on after gathered ones, up to the datagram's limit with the gathered bytes
+    /// counted, and the datagram decodes to the frames in the order they were put.
     #[test]
-    fn nothing_fits_after_a_gathered_frame() {
+    fn frames_follow_gathered_frames_in_order_within_the_limit() {
         let mut buf = vec![0u8; 1_472];
         let mut w = Writer::new(&mut buf, usize::MAX, ConnectionId::NONE);
-        let body = Bytes::from(vec![1u8; 100]);
+        let bodies: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 300])).collect();
+        let fragment = |i: usize| FragmentRef {
+            sequence: i as u64,
+            flags: DataFlags::WHOLE,
+            message: i as u64,
+            head: b"hd",
+            body: &bodies[i],
+            retransmission: false,
+        };
+        let first = w.put_gathered(StreamId(1), &fragment(0));
+        assert!(first > 0);
+        assert_eq!(
+            w.space(),
+            1_472 - HEADER_LEN - first,
+            "the part's room is kept"
+        );
+        assert!(w.put(&Frame::PathChallenge(7)));
+        assert!(w.put_data(StreamId(1), &fragment(1)) > 0);
+        assert!(w.put_gathered(StreamId(1), &fragment(2)) > 0);
+        assert!(w.put(&Frame::PathChallenge(8)));
+        // Fill the rest with challenges; the last must not overrun the limit.
+        while w.put(&Frame::PathChallenge(9)) {}
+        assert!(w.space() < 9);
+        let (len, parts) = w.finish();
+        assert_eq!(parts.parts(), 2);
+        assert_eq!(parts.bytes(), 600);
+        let datagram = parts.to_vec(&buf[..len]);
+        assert!(datagram.len() <= 1_472);
+        let (_, frames) = crate::wire::decode_datagram(&datagram).expect("valid");
+        let frames: Vec<_> = frames.map(|f| f.expect("valid frame")).collect();
+        let payload = |f: &Frame<'_>| match f {
+            Frame::Data(d) => Some(d.payload.to_vec()),
+            _ => None,
+        };
+        let mut expected = b"hd".to_vec();
+        expected.extend_from_slice(&[0; 300]);
+        assert_eq!(payload(&frames[0]), Some(expected));
+        assert!(matches!(frames[1], Frame::PathChallenge(7)));
+        assert_eq!(payload(&frames[2]).map(|p| p[2]), Some(1));
+        assert_eq!(payload(&frames[3]).map(|p| (p.len(), p[2])), Some((302, 2)));
+        assert!(matches!(frames[4], Frame::PathChallenge(8)));
+        assert!(
+            frames[5..]
+                .iter()
+                .all(|f| matches!(f, Frame::PathChallenge(9)))
+        );
+    }
+
+    /// A datagram gathers at most `Gather::MAX_PARTS` bodies; past that they are refused by
+    /// `put_gathered` and copied by `put_data`.
+    #[test]
+    fn a_full_gather_refuses_more_parts() {
+        let mut buf = vec![0u8; crate::wire::MAX_DATAGRAM_BYTES];
+        let mut w = Writer::new(&mut buf, usize::MAX, ConnectionId::NONE);
+        let body = Bytes::from(vec![5u8; 64]);
         let f = FragmentRef {
             sequence: 0,
             flags: DataFlags::WHOLE,
             message: 0,
-            head: b"hd",
+            head: b"",
             body: &body,
             retransmission: false,
-            more: false,
         };
-        assert!(w.put_gathered(StreamId(1), &f) > 0);
-        assert_eq!(w.space(), 0);
-        assert!(!w.put(&Frame::PathChallenge(7)));
-        assert_eq!(w.put_data(StreamId(1), &f), 0);
+        for _ in 0..Gather::MAX_PARTS {
+            assert!(w.put_gathered(StreamId(1), &f) > 0);
+        }
+        assert!(!w.can_gather());
         assert_eq!(w.put_gathered(StreamId(1), &f), 0);
-        let (len, tail, _) = w.finish();
-        assert_eq!(tail.as_deref(), Some(&body[..]));
-        let mut datagram = buf[..len].to_vec();
-        datagram.extend_from_slice(&body);
+        assert!(w.put_data(StreamId(1), &f) > 0);
+        let (len, parts) = w.finish();
+        assert_eq!(parts.parts(), Gather::MAX_PARTS);
+        let datagram = parts.to_vec(&buf[..len]);
         let (_, frames) = crate::wire::decode_datagram(&datagram).expect("valid");
-        let frames: Vec<_> = frames.map(|f| f.expect("valid frame")).collect();
-        assert_eq!(frames.len(), 1);
-        assert!(matches!(&frames[0], Frame::Data(d) if d.payload.len() == 102));
-    }
-
-    /// A deferred body part is copied if a frame follows it and becomes the tail if none does;
-    /// either way the datagram decodes to the same frames as with `put_data`.
-    #[test]
-    fn a_deferred_body_is_copied_if_followed_and_gathered_if_last() {
-        let body = Bytes::from((0..300u32).map(|i| i as u8).collect::<Vec<u8>>());
-        let f = FragmentRef {
-            sequence: 3,
-            flags: DataFlags::WHOLE,
-            message: 1,
-            head: b"head",
-            body: &body,
-            retransmission: false,
-            more: true,
-        };
-        let decode = |buf: &[u8], len: usize, tail: &Option<Bytes>| {
-            let mut datagram = buf[..len].to_vec();
-            datagram.extend_from_slice(tail.as_deref().unwrap_or_default());
-            let (_, frames) = crate::wire::decode_datagram(&datagram).expect("valid");
-            frames
-                .map(|f| format!("{:?}", f.expect("valid frame")))
-                .collect::<Vec<_>>()
-        };
-        // Nothing follows: the body goes as the tail, and the writer says how much.
-        let mut buf = vec![0u8; 1_472];
-        let mut w = Writer::new(&mut buf, usize::MAX, ConnectionId::NONE);
-        let n = w.put_data_deferred(StreamId(1), &f);
-        assert_eq!(
-            w.space(),
-            1_472 - HEADER_LEN - n,
-            "room reserved as if copied"
-        );
-        let (len, tail, ungathered) = w.finish();
-        assert_eq!(tail.as_deref(), Some(&body[..]));
-        assert_eq!(ungathered, 300);
-        let last = decode(&buf, len, &tail);
-        // Another frame follows: the body is copied into its room.
-        let mut buf2 = vec![0u8; 1_472];
-        let mut w = Writer::new(&mut buf2, usize::MAX, ConnectionId::NONE);
-        assert_eq!(w.put_data_deferred(StreamId(1), &f), n);
-        assert!(w.put(&Frame::PathChallenge(7)));
-        let (len2, tail2, ungathered2) = w.finish();
-        assert!(tail2.is_none());
-        assert_eq!(ungathered2, 0);
-        let followed = decode(&buf2, len2, &tail2);
-        // The same frames as a plain copy.
-        let mut buf3 = vec![0u8; 1_472];
-        let mut w = Writer::new(&mut buf3, usize::MAX, ConnectionId::NONE);
-        assert_eq!(w.put_data(StreamId(1), &f), n);
-        let (len3, tail3, _) = w.finish();
-        assert_eq!(decode(&buf3, len3, &tail3), last);
-        assert_eq!(followed.len(), 2);
-        assert_eq!(followed[0], last[0]);
+        assert_eq!(frames.count(), Gather::MAX_PARTS + 1);
     }
 }

@@ -81,8 +81,8 @@ pub use stats::{EndpointStats, SessionStats};
 use crate::collections::{HashMap, HashSet};
 use crate::id::{ConnectionId, Locator, NodeId, SessionHandle, StreamId};
 use crate::proto::Protocol;
-use crate::proto::Transmit;
 use crate::proto::rate::Rate;
+use crate::proto::{Gather, Transmit};
 use crate::rand::Rng;
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -577,7 +577,7 @@ impl Protocol for Endpoint {
             return Some(Transmit {
                 destination: to,
                 len: at + n,
-                tail: None,
+                gather: Gather::new(),
             });
         }
         let n = self.sessions.len();
@@ -598,7 +598,7 @@ impl Protocol for Endpoint {
                 return Some(Transmit {
                     destination: w.to,
                     len: w.len,
-                    tail: w.tail,
+                    gather: w.gather,
                 });
             }
         }

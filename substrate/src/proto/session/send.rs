@@ -109,8 +109,6 @@ pub(crate) struct FragmentRef<'a> {
     /// the datagram's tail.
     pub(crate) body: &'a Bytes,
     pub(crate) retransmission: bool,
-    /// The stream has more to send after this fragment (pacing aside).
-    pub(crate) more: bool,
 }
 
 impl FragmentRef<'_> {
@@ -463,7 +461,6 @@ impl SendStream {
             }
             s.sent_at = now;
             s.retransmitted = true;
-            let more = self.has_sendable();
             let s = &self.retained[i];
             return Some(FragmentRef {
                 sequence: seq,
@@ -472,7 +469,6 @@ impl SendStream {
                 head: &s.head,
                 body: &s.body,
                 retransmission: true,
-                more,
             });
         }
         let message = self.next_message - self.queue.len() as u64;
@@ -545,7 +541,6 @@ impl SendStream {
         });
         self.next_offset += charged(take);
         self.retained_bytes += charged(take);
-        let more = self.has_sendable();
         let s = self.retained.back()?;
         Some(FragmentRef {
             sequence,
@@ -554,7 +549,6 @@ impl SendStream {
             head: &s.head,
             body: &s.body,
             retransmission: false,
-            more,
         })
     }
 
@@ -596,18 +590,6 @@ impl SendStream {
         }
         dropped
     }
-}
-
-/// Whether a data fragment whose body part is `body` bytes is sent gathered (the body part as the
-/// datagram's tail, uncopied), given the room the datagram would have left after its frame and
-/// whether anything is to follow it (`last`: nothing is). A gathered frame must end its datagram,
-/// so a fragment is gathered only when that costs no datagram: its body part is at least
-/// `gather_min_bytes`, and either it is the last thing to send now or it fills the datagram
-/// (what is left could not take even a message's first fragment). Otherwise it is copied, and
-/// what follows fills the datagram: for small and medium messages sent back to back, one datagram
-/// saved is worth more than the copies (measured, see `docs/architecture.md`).
-pub(crate) fn gathers(body: usize, room_after: usize, last: bool, gather_min_bytes: usize) -> bool {
-    body > 0 && body >= gather_min_bytes && (last || room_after < MIN_FRAGMENT_BYTES)
 }
 
 /// The least payload of a message's later fragments: half of what an empty datagram surely

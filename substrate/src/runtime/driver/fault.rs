@@ -10,9 +10,8 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-
 use super::{Driver, DriverError, DriverKind, DriverStats, Received, SocketId, Wait, Waker};
+use crate::proto::Gather;
 use crate::rand::Rng;
 use crate::runtime::buf::TxSlot;
 use crate::runtime::clock::Clock;
@@ -149,14 +148,14 @@ impl<D: Driver> Driver for FaultDriver<D> {
         to: SocketAddr,
         slot: TxSlot,
         len: usize,
-        tail: Option<Bytes>,
+        gather: Gather,
     ) {
         if self.rng.chance(self.config.drop_tx) {
-            // The datagram is lost whole: its slot is freed and its tail dropped here.
+            // The datagram is lost whole: its slot is freed and its parts dropped here.
             self.faults.dropped_tx += 1;
             self.inner.tx_abandon(slot);
         } else {
-            self.inner.send_gather(socket, to, slot, len, tail);
+            self.inner.send_gather(socket, to, slot, len, gather);
         }
     }
 
@@ -339,7 +338,7 @@ mod tests {
         let to = peer.local_addr().expect("addr");
         let (tail, released) = crate::runtime::driver::watched_bytes(vec![7; 64]);
         let (slot, _) = d.tx_acquire().expect("slot");
-        d.send_gather(SocketId(0), to, slot, 0, Some(tail));
+        d.send_gather(SocketId(0), to, slot, 0, Gather::tail(0, tail));
         assert!(released.load(Ordering::SeqCst), "dropped with its datagram");
         assert_eq!(d.faults().dropped_tx, 1);
 
@@ -349,7 +348,7 @@ mod tests {
         let (tail, released) = crate::runtime::driver::watched_bytes(vec![7; 64]);
         let (slot, buf) = d.tx_acquire().expect("slot");
         buf[..3].copy_from_slice(b"abc");
-        d.send_gather(SocketId(0), to, slot, 3, Some(tail));
+        d.send_gather(SocketId(0), to, slot, 3, Gather::tail(3, tail));
         d.poll(Wait::No, |_| {}).expect("poll");
         assert!(released.load(Ordering::SeqCst), "released once sent");
         let mut got = [0u8; 128];

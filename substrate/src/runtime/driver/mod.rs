@@ -10,16 +10,17 @@
 //!   not performed: they reach the kernel at the next [`Driver::poll`], as one batch. A send that
 //!   fails is counted in [`DriverStats::send_errors`] and its slot freed: UDP may drop, and the
 //!   protocol above repairs.
-//! - **Gather.** A send may carry a tail (a protocol's [`Transmit::tail`]): the datagram on the
-//!   wire is the slot's first `len` bytes followed by the tail, sent from where the tail is (one
-//!   `sendmsg` with two iovecs), never copied by the driver. The driver holds the tail `Bytes`
-//!   exactly as long as the slot (until the kernel is done with the send, its notification
-//!   included) and drops it with the slot, whether the send succeeded, failed or was dropped
-//!   (socket closed, fault injection). Zero-copy is decided on the whole datagram's length. The
-//!   per-send kernel structures (message header, iovecs, address) live in per-slot storage made
-//!   once, so a gather send allocates nothing.
+//! - **Gather.** A send may carry gathered parts (a protocol's [`Transmit::gather`]): the
+//!   datagram on the wire is the slot's first `len` bytes with the parts spliced in at their
+//!   places, each sent from where it is (one `sendmsg` with an iovec per piece, at most
+//!   [`Gather::MAX_IOVECS`]), never copied by the driver. The driver holds the parts exactly as
+//!   long as the slot (until the kernel is done with the send, its notification included) and
+//!   drops them with the slot, whether the send succeeded, failed or was dropped (socket
+//!   closed, fault injection). Zero-copy is decided on the whole datagram's length. The per-send
+//!   kernel structures (message header, iovecs, address) live in per-slot storage that only
+//!   grows, so a gather send allocates nothing once warm.
 //!
-//! [`Transmit::tail`]: crate::proto::Transmit::tail
+//! [`Transmit::gather`]: crate::proto::Transmit::gather
 //! - **Receive.** The driver owns a receive pool. Datagrams are handed to the sink of
 //!   [`Driver::poll`] as `Bytes` views of the pool slot the kernel wrote; the slot returns when
 //!   the last view drops, on any thread. When every slot is lent out the driver copies rather
@@ -48,6 +49,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::proto::Gather;
 use crate::runtime::buf::TxSlot;
 use crate::time::Duration;
 
@@ -268,24 +270,24 @@ pub trait Driver {
     /// Frees a slot acquired but not sent.
     fn tx_abandon(&mut self, slot: TxSlot);
 
-    /// Queues the datagram of the first `len` bytes of `slot` followed by `tail` (if any) to
-    /// `to` from `socket`. The driver keeps `tail` until the kernel is done with the send, then
-    /// drops it (see "Gather" in the module doc).
+    /// Queues the datagram of the first `len` bytes of `slot` with the parts of `gather`
+    /// spliced in (see [`Gather::segments`]) to `to` from `socket`. The driver keeps the parts
+    /// until the kernel is done with the send, then drops them (see "Gather" in the module doc).
     fn send_gather(
         &mut self,
         socket: SocketId,
         to: SocketAddr,
         slot: TxSlot,
         len: usize,
-        tail: Option<Bytes>,
+        gather: Gather,
     );
 
-    /// Queues the first `len` bytes of `slot` to `to` from `socket`: [`send_gather`] without a
-    /// tail.
+    /// Queues the first `len` bytes of `slot` to `to` from `socket`: [`send_gather`] without
+    /// gathered parts.
     ///
     /// [`send_gather`]: Self::send_gather
     fn send(&mut self, socket: SocketId, to: SocketAddr, slot: TxSlot, len: usize) {
-        self.send_gather(socket, to, slot, len, None);
+        self.send_gather(socket, to, slot, len, Gather::new());
     }
 
     /// Submits queued sends, reaps completions, hands received datagrams to `sink`; waits up
@@ -432,6 +434,38 @@ fn set_buffer(s: &socket2::Socket, force: libc::c_int, plain: libc::c_int, bytes
             return;
         }
     }
+}
+
+/// Writes the iovecs of a datagram to the start of `iovs`, in wire order, and returns how many:
+/// the first `len` bytes at `written` with the parts of `gather` spliced in, empty pieces left
+/// out. `iovs` must hold [`Gather::MAX_IOVECS`] (or `2 * gather.parts() + 1`). The iovecs point
+/// at `written` and at the parts' memory: they are valid while both are.
+pub(crate) fn gather_iovecs(
+    written: *mut u8,
+    len: usize,
+    gather: &Gather,
+    iovs: &mut [libc::iovec],
+) -> usize {
+    let mut n = 0;
+    let mut piece = |base: *mut u8, bytes: usize| {
+        if bytes > 0 {
+            iovs[n] = libc::iovec {
+                iov_base: base.cast(),
+                iov_len: bytes,
+            };
+            n += 1;
+        }
+    };
+    let mut from = 0;
+    for (at, part) in gather.iter() {
+        let at = at.min(len);
+        piece(written.wrapping_add(from), at - from);
+        // The kernel only reads through a send's iovec; `*mut` is what the C type asks for.
+        piece(part.as_ptr().cast_mut(), part.len());
+        from = at;
+    }
+    piece(written.wrapping_add(from), len - from);
+    n
 }
 
 /// The address a socket is bound to.

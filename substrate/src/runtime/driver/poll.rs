@@ -1,8 +1,8 @@
 //! The `poll` driver: mio (epoll) readiness with `sendmmsg`/`recvmmsg` batching, for hosts where
 //! io_uring is missing or disabled (containers often disable it). Same contract, fewer features:
 //! sends are copies made by the kernel at `sendmmsg` time, so a transmit slot is free again (and
-//! a gathered tail dropped) as soon as `poll` returns. A gathered send is one message of the
-//! batch with two iovecs: the slot, then the tail.
+//! a gathered send's parts dropped) as soon as `poll` returns. A gathered send is one message of
+//! the batch with an iovec per piece: the slot's bytes with the parts spliced in.
 //!
 //! Receiving tries `recvmmsg` on every socket at every poll before waiting, and waits on epoll
 //! only when nothing was read or written. Sockets are registered edge-triggered: a datagram that
@@ -21,7 +21,9 @@ use mio::{Events, Interest, Poll, Token};
 use super::addr::RawAddr;
 use super::{
     Driver, DriverConfig, DriverError, DriverKind, DriverStats, Received, SocketId, Wait, Waker,
+    gather_iovecs,
 };
+use crate::proto::Gather;
 use crate::runtime::buf::{COPIES, RxPool, TxArena, TxSlot};
 
 /// Datagrams per `recvmmsg`/`sendmmsg`.
@@ -44,14 +46,15 @@ struct Pending {
     to: RawAddr,
     slot: TxSlot,
     len: usize,
-    /// Sent after the slot's bytes, from where it is; dropped once the kernel has it.
-    tail: Option<Bytes>,
+    /// Spliced into the slot's bytes, sent from where they are; dropped once the kernel has
+    /// them.
+    gather: Gather,
 }
 
 impl Pending {
     /// The datagram's whole length.
     fn datagram_len(&self) -> usize {
-        self.len + self.tail.as_ref().map_or(0, Bytes::len)
+        self.len + self.gather.bytes()
     }
 }
 
@@ -68,7 +71,7 @@ pub struct PollDriver {
     stats: DriverStats,
     // Batch scratch, kept to avoid allocating per poll.
     msgs: Vec<libc::mmsghdr>,
-    /// Two per message: the slot, and the tail of a gathered send.
+    /// Up to [`Gather::MAX_IOVECS`] per message, packed: each message's start in `iov_starts`.
     iovs: Vec<libc::iovec>,
     addrs: Vec<RawAddr>,
     rx_msgs: Vec<libc::mmsghdr>,
@@ -123,7 +126,7 @@ impl PollDriver {
             // SAFETY: mmsghdr and iovec are plain C structs; all-zero is valid for both.
             msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
             // SAFETY: as above.
-            iovs: vec![unsafe { std::mem::zeroed() }; 2 * BATCH],
+            iovs: vec![unsafe { std::mem::zeroed() }; Gather::MAX_IOVECS * BATCH],
             addrs: vec![RawAddr::empty(); BATCH],
             // SAFETY: as above.
             rx_msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
@@ -174,40 +177,28 @@ impl PollDriver {
                 .take(BATCH)
                 .take_while(|p| p.socket == socket)
                 .count();
+            let mut used = 0;
             for (i, p) in self.queue.iter().take(n).enumerate() {
                 self.addrs[i] = p.to;
-                self.iovs[2 * i] = libc::iovec {
-                    iov_base: self.tx.slot_ptr(p.slot).cast(),
-                    iov_len: p.len,
-                };
-                // The kernel only reads through an iovec of a send; the cast to `*mut` is what
-                // the C type asks for.
-                self.iovs[2 * i + 1] = match &p.tail {
-                    Some(tail) => libc::iovec {
-                        iov_base: tail.as_ptr().cast_mut().cast(),
-                        iov_len: tail.len(),
-                    },
-                    None => libc::iovec {
-                        iov_base: std::ptr::null_mut(),
-                        iov_len: 0,
-                    },
-                };
+                let slot = self.tx.slot_ptr(p.slot);
+                let pieces = gather_iovecs(slot, p.len, &p.gather, &mut self.iovs[used..]);
+                let h = &mut self.msgs[i].msg_hdr;
+                h.msg_iov = &raw mut self.iovs[used];
+                h.msg_iovlen = pieces;
+                used += pieces;
             }
             for i in 0..n {
-                let gathered = self.iovs[2 * i + 1].iov_len > 0;
                 let h = &mut self.msgs[i].msg_hdr;
                 h.msg_name = self.addrs[i].as_mut_ptr().cast();
                 h.msg_namelen = self.addrs[i].len;
-                h.msg_iov = &raw mut self.iovs[2 * i];
-                h.msg_iovlen = if gathered { 2 } else { 1 };
                 h.msg_control = std::ptr::null_mut();
                 h.msg_controllen = 0;
                 h.msg_flags = 0;
             }
             self.stats.syscalls += 1;
-            // SAFETY: `msgs[..n]` point at `addrs`/`iovs` entries, transmit slots and tails that
-            // stay valid and unaliased for the duration of the call (the tails are owned by the
-            // queued sends, which are popped only after it).
+            // SAFETY: `msgs[..n]` point at `addrs`/`iovs` entries, transmit slots and gathered
+            // parts that stay valid and unaliased for the duration of the call (the parts are
+            // owned by the queued sends, which are popped only after it).
             let r = unsafe { libc::sendmmsg(fd, self.msgs.as_mut_ptr(), n as u32, 0) };
             if r < 0 {
                 let e = io::Error::last_os_error();
@@ -229,7 +220,7 @@ impl PollDriver {
                 continue;
             }
             for _ in 0..r as usize {
-                // The kernel has copied the datagram: the slot is free, the tail dropped.
+                // The kernel has copied the datagram: the slot is free, the parts dropped.
                 if let Some(p) = self.queue.pop_front() {
                     self.stats.datagrams_sent += 1;
                     self.stats.bytes_sent += p.datagram_len() as u64;
@@ -509,7 +500,7 @@ impl Driver for PollDriver {
         to: SocketAddr,
         slot: TxSlot,
         len: usize,
-        tail: Option<Bytes>,
+        gather: Gather,
     ) {
         let len = len.min(self.tx.slot_size());
         self.queue.push_back(Pending {
@@ -517,7 +508,7 @@ impl Driver for PollDriver {
             to: RawAddr::from_socket_addr(to),
             slot,
             len,
-            tail: tail.filter(|t| !t.is_empty()),
+            gather,
         });
     }
 
@@ -616,16 +607,25 @@ mod tests {
         let to = peer.local_addr().expect("addr");
         let body: Vec<u8> = (0..3_000u32).map(|i| (i * 13) as u8).collect();
         let (tail, released) = crate::runtime::driver::watched_bytes(body.clone());
-        // The same tail goes in two datagrams, each after its own head, and one plain send
-        // between them (a batch mixes one and two iovecs).
+        // The same tail goes in two datagrams, the first after its head, the second twice,
+        // between and after its written bytes, and one plain send between them (a batch mixes
+        // messages of one to four iovecs).
         for (i, head) in [&b"first head "[..], b"plain", b"second"]
             .into_iter()
             .enumerate()
         {
             let (slot, buf) = d.tx_acquire().expect("slot");
             buf[..head.len()].copy_from_slice(head);
-            let tail = (i != 1).then(|| tail.clone());
-            d.send_gather(s, to, slot, head.len(), tail);
+            let mut gather = Gather::new();
+            match i {
+                0 => gather.push(head.len(), tail.clone()),
+                1 => {}
+                _ => {
+                    gather.push(3, tail.clone());
+                    gather.push(head.len(), tail.clone());
+                }
+            }
+            d.send_gather(s, to, slot, head.len(), gather);
         }
         drop(tail);
         assert!(
@@ -649,12 +649,16 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
-        let joined = |head: &[u8]| [head, &body].concat();
+        let second = [&b"sec"[..], &body, b"ond", &body].concat();
         assert_eq!(
             got,
-            vec![joined(b"first head "), b"plain".to_vec(), joined(b"second")]
+            vec![
+                [&b"first head "[..], &body].concat(),
+                b"plain".to_vec(),
+                second
+            ]
         );
-        assert_eq!(d.stats().bytes_sent, (11 + 5 + 6 + 2 * 3_000) as u64);
+        assert_eq!(d.stats().bytes_sent, (11 + 5 + 6 + 3 * 3_000) as u64);
         assert_eq!(d.stats().datagrams_sent, 3);
     }
 
@@ -670,7 +674,7 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 9)),
             slot,
             1,
-            Some(tail),
+            Gather::tail(0, tail),
         );
         assert!(!released.load(Ordering::SeqCst));
         d.close(s);

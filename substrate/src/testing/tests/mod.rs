@@ -94,7 +94,7 @@ impl Protocol for Probe {
         Some(Transmit {
             destination: to,
             len: bytes.len(),
-            tail: None,
+            gather: crate::proto::Gather::new(),
         })
     }
 

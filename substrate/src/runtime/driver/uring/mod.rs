@@ -16,9 +16,9 @@
 //!   [`COPIES`](crate::runtime::buf::COPIES)), with a one-shot readability poll so that a wait
 //!   still ends when a datagram arrives: an application that holds every slot slows its receive
 //!   down but never stops it.
-//! - **Gathered sends** (a slot's bytes, then a tail from the application's or a received
-//!   buffer) are `SendMsg` with two iovecs, or `SendMsgZc` when the whole datagram qualifies for
-//!   zero copy; the tail is dropped when the slot frees (see `send.rs`).
+//! - **Gathered sends** (a slot's bytes with parts from the application's or received buffers
+//!   spliced in) are `SendMsg` with an iovec per piece, or `SendMsgZc` when the whole datagram
+//!   qualifies for zero copy; the parts are dropped when the slot frees (see `send.rs`).
 //! - **Zero copy only for large datagrams.** A zero-copy send saves the copy into the kernel but
 //!   costs a second completion (the notification, after which the slot is free) and page
 //!   pinning; below [`DriverConfig::zero_copy_min_bytes`] a plain `SendMsg` is cheaper. The
@@ -61,7 +61,6 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use bytes::Bytes;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use self::op::{OpKind, UserData};
@@ -71,6 +70,7 @@ use super::{
     Driver, DriverConfig, DriverError, DriverKind, DriverStats, Received, SocketId, Wait, Waker,
     open_socket, socket_addr,
 };
+use crate::proto::Gather;
 use crate::runtime::buf::TxSlot;
 use crate::time::Duration;
 
@@ -604,7 +604,7 @@ impl Driver for UringDriver {
         to: SocketAddr,
         slot: TxSlot,
         len: usize,
-        tail: Option<Bytes>,
+        gather: Gather,
     ) {
         if !self.tx.is_held(slot) {
             debug_assert!(false, "send of a transmit slot not acquired: {slot:?}");
@@ -618,12 +618,11 @@ impl Driver for UringDriver {
             self.tx.fail(slot, &mut self.stats);
             return;
         };
-        let tail_len = tail.as_ref().map_or(0, Bytes::len);
-        if len > self.tx.slot_bytes() || len + tail_len > u32::MAX as usize {
+        if len > self.tx.slot_bytes() || len + gather.bytes() > u32::MAX as usize {
             self.tx.fail(slot, &mut self.stats);
             return;
         }
-        let entry = self.tx.prepare(slot, fd, socket, to, len, tail);
+        let entry = self.tx.prepare(slot, fd, socket, to, len, gather);
         if self.push(&entry) {
             self.sockets[index].sends += 1;
         } else {

@@ -1,23 +1,24 @@
 //! Transmit: the arena of fixed slots, the side table that keeps each in-flight send's kernel
-//! structures (and a gathered send's tail) alive, zero-copy registration and the locked-memory
+//! structures (and a gathered send's parts) alive, zero-copy registration and the locked-memory
 //! check in front of it.
 //!
-//! A gathered send (a slot's bytes, then a tail `Bytes` from elsewhere) is a `SendMsg` whose
-//! message header names two iovecs, or a `SendMsgZc` when the whole datagram is large enough for
-//! zero copy (`SendZc` takes one buffer only). The header, the iovecs and the address live in the
-//! slot's side-table entry, the tail `Bytes` too, until the send's last completion.
+//! A gathered send (a slot's bytes with `Bytes` parts from elsewhere spliced in) is a `SendMsg`
+//! whose message header names an iovec per piece, or a `SendMsgZc` when the whole datagram is
+//! large enough for zero copy (`SendZc` takes one buffer only). The header, the iovecs and the
+//! address live in the slot's side-table entry, the parts too, until the send's last
+//! completion.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-use bytes::Bytes;
 use io_uring::{Submitter, cqueue, opcode, squeue, types};
 
 use super::op::{OpKind, UserData};
+use crate::proto::Gather;
 use crate::runtime::buf::{TxArena, TxSlot};
 use crate::runtime::driver::addr::RawAddr;
-use crate::runtime::driver::{DriverError, DriverStats, SocketId};
+use crate::runtime::driver::{DriverError, DriverStats, SocketId, gather_iovecs};
 
 /// How zero-copy sends are made, decided once at start.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -51,10 +52,11 @@ enum TxState {
 /// The kernel structures of one send, at a stable address until its completions arrive.
 struct TxSide {
     header: libc::msghdr,
-    /// The slot's bytes, then the tail's.
-    iov: [libc::iovec; 2],
-    /// A gathered send's tail, held while the kernel may read it, dropped when the slot frees.
-    tail: Option<Bytes>,
+    /// The datagram's pieces: the slot's bytes and the gathered parts, in wire order. Grows to
+    /// the most a send of this slot needed and stays that long, so sends do not allocate.
+    iov: Vec<libc::iovec>,
+    /// A gathered send's parts, held while the kernel may read them, dropped when the slot frees.
+    gather: Gather,
     to: RawAddr,
     generation: u32,
     socket: SocketId,
@@ -116,11 +118,8 @@ impl Tx {
             .map(|_| TxSide {
                 // SAFETY: msghdr is plain C data; all-zero is valid.
                 header: unsafe { std::mem::zeroed() },
-                iov: [libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                }; 2],
-                tail: None,
+                iov: Vec::new(),
+                gather: Gather::new(),
                 to: RawAddr::empty(),
                 generation: 0,
                 socket: SocketId(0),
@@ -224,7 +223,7 @@ impl Tx {
         match self.side.get_mut(slot.0 as usize) {
             Some(side) if side.state == TxState::Held => {
                 side.state = TxState::Free;
-                side.tail = None;
+                side.gather = Gather::new();
                 self.arena.release(slot);
             }
             _ => debug_assert!(false, "tx_abandon of a slot not held: {slot:?}"),
@@ -244,9 +243,9 @@ impl Tx {
         self.abandon(slot);
     }
 
-    /// The submission sending the first `len` bytes of held `slot`, then `tail` if any, to `to`
-    /// over `fd`. The slot (and the tail, kept in its side entry) is in flight from here on; if
-    /// the entry cannot be queued, call [`Self::unprepare`].
+    /// The submission sending the first `len` bytes of held `slot`, with the parts of `gather`
+    /// spliced in, to `to` over `fd`. The slot (and the parts, kept in its side entry) is in
+    /// flight from here on; if the entry cannot be queued, call [`Self::unprepare`].
     pub(super) fn prepare(
         &mut self,
         slot: TxSlot,
@@ -254,23 +253,34 @@ impl Tx {
         socket: SocketId,
         to: SocketAddr,
         len: usize,
-        tail: Option<Bytes>,
+        gather: Gather,
     ) -> squeue::Entry {
         debug_assert!(self.is_held(slot) && len <= self.arena.slot_size());
         let buf = self.arena.slot_ptr(slot);
-        let tail = tail.filter(|t| !t.is_empty());
-        let total = len + tail.as_ref().map_or(0, Bytes::len);
-        // A gathered send needs `SendMsgZc` for zero copy (`SendZc` takes one buffer).
+        let total = len + gather.bytes();
+        let gathered = !gather.is_empty();
+        let side = &mut self.side[slot.0 as usize];
+        let needed = 2 * gather.parts() + 1;
+        if side.iov.len() < needed {
+            let empty = libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            };
+            side.iov.resize(needed, empty);
+        }
+        let pieces = gather_iovecs(buf, len, &gather, &mut side.iov);
+        // A gathered send needs `SendMsgZc` for zero copy (`SendZc` takes one buffer), and the
+        // kernel pins each page of each piece as one fragment of the datagram: past
+        // `MAX_SKB_FRAGS` it refuses the send (EMSGSIZE), so such a datagram is copied.
         let zero_copy = total >= self.zero_copy_min_bytes
             && self.zero_copy != ZeroCopy::Off
-            && (tail.is_none() || self.send_msg_zc)
+            && (!gathered || (self.send_msg_zc && pages(&side.iov[..pieces]) <= MAX_ZC_PAGES))
             && (self.zero_copy_loopback || !to.ip().is_loopback());
         let zc_flags = if self.report_usage {
             SEND_ZC_REPORT_USAGE
         } else {
             0
         };
-        let side = &mut self.side[slot.0 as usize];
         side.generation = (side.generation + 1) & UserData::GENERATION_MASK;
         side.to = RawAddr::from_socket_addr(to);
         side.socket = socket;
@@ -285,7 +295,6 @@ impl Tx {
             OpKind::Send
         };
         let user_data = UserData::new(kind, slot.0, side.generation).pack();
-        let gathered = tail.is_some();
         if let (true, false, ZeroCopy::Fixed { slots_per_buffer }) =
             (zero_copy, gathered, self.zero_copy)
         {
@@ -297,27 +306,12 @@ impl Tx {
                 .build()
                 .user_data(user_data);
         }
-        side.iov[0] = libc::iovec {
-            iov_base: buf.cast(),
-            iov_len: len,
-        };
-        side.iov[1] = match &tail {
-            // The kernel only reads through a send's iovec; `*mut` is what the C type asks for.
-            Some(t) => libc::iovec {
-                iov_base: t.as_ptr().cast_mut().cast(),
-                iov_len: t.len(),
-            },
-            None => libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            },
-        };
         // Held until the slot is free again, which is after the kernel's last completion.
-        side.tail = tail;
+        side.gather = gather;
         side.header.msg_name = side.to.as_mut_ptr().cast();
         side.header.msg_namelen = side.to.len;
         side.header.msg_iov = side.iov.as_mut_ptr();
-        side.header.msg_iovlen = if gathered { 2 } else { 1 };
+        side.header.msg_iovlen = pieces;
         side.header.msg_control = std::ptr::null_mut();
         side.header.msg_controllen = 0;
         side.header.msg_flags = 0;
@@ -390,9 +384,9 @@ impl Tx {
                 notification,
             };
         } else {
-            // The kernel is done with the slot and the tail: drop the tail's view now.
+            // The kernel is done with the slot and the parts: drop their views now.
             side.state = TxState::Free;
-            side.tail = None;
+            side.gather = Gather::new();
             self.arena.release(TxSlot(user_data.slot));
         }
         done
@@ -506,3 +500,18 @@ const MAX_REGISTERED_BYTES: usize = 1 << 30;
 const SEND_ZC_REPORT_USAGE: u16 = 8;
 /// `IORING_NOTIF_USAGE_ZC_COPIED`, in a notification's result.
 const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
+
+/// The most pages a zero-copy datagram may pin: the kernel's `MAX_SKB_FRAGS` (17), less one for
+/// a piece the kernel may put in the buffer's linear part.
+const MAX_ZC_PAGES: usize = 16;
+
+/// How many pages the pieces span: what a zero-copy send pins, one fragment each.
+fn pages(iovs: &[libc::iovec]) -> usize {
+    const PAGE: usize = 4096;
+    iovs.iter()
+        .map(|v| {
+            let start = v.iov_base as usize;
+            (start + v.iov_len).div_ceil(PAGE) - start / PAGE
+        })
+        .sum()
+}
