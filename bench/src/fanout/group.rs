@@ -93,7 +93,8 @@ fn engine(spec: &FanoutSpec, index: usize) -> Result<GroupEngine> {
         .threading(Threading::Invoker)
         .idle(unicast::idle(spec)?)
         .pin(false)
-        .seed(index as u64 + 1);
+        .seed(index as u64 + 1)
+        .datagram_bytes(spec.datagram_bytes);
     if let Some(gather_min_bytes) = spec.gather_min_bytes {
         // Setting the stack's configuration replaces the engine's, so its two departures from
         // the defaults are restated here.

@@ -58,6 +58,7 @@ use crate::machine::Machine;
 use crate::phyla::PhylaPingPong;
 use crate::pingpong::{self, LatencySummary, PingPongContender, REPLY_TIMEOUT};
 use crate::throughput::SEND_TAIL;
+use group_comm::engine::LOOPBACK_DATAGRAM_BYTES;
 
 /// The fan-out program's options.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +95,8 @@ pub struct FanoutOptions {
     pub cores: CoreChoice,
     /// Phyla sessions: `SessionConfig::gather_min_bytes` (`None`: the library's default).
     pub gather_min_bytes: Option<usize>,
+    /// Phyla sessions, group and unicast: the largest datagram.
+    pub datagram_bytes: usize,
     /// Print only the JSON line.
     pub json_only: bool,
 }
@@ -117,6 +120,7 @@ impl Default for FanoutOptions {
             settle: Duration::from_secs(2),
             cores: CoreChoice::Auto,
             gather_min_bytes: None,
+            datagram_bytes: LOOPBACK_DATAGRAM_BYTES,
             json_only: false,
         }
     }
@@ -226,6 +230,12 @@ pub fn parse(mut args: Args) -> Result<FanoutCommand> {
                 options.gather_min_bytes =
                     cli::parse_sizes(&args.raw_value(&flag)?)?.first().copied();
             }
+            "--datagram" => {
+                options.datagram_bytes = cli::parse_sizes(&args.raw_value(&flag)?)?
+                    .first()
+                    .copied()
+                    .context("--datagram takes a size")?;
+            }
             "--json-only" => options.json_only = true,
             "--help" | "-h" => return Ok(FanoutCommand::Help),
             _ => bail!("unknown option {flag:?} (try --help)"),
@@ -304,7 +314,10 @@ usage: fanout [OPTIONS]
   --settle SECS             group runs: time for the overlay after the last join (default 2s)
   --gather-min BYTES        Phyla sessions send message bodies of at least this size without
                             copying them (SessionConfig::gather_min_bytes; default: the
-                            library's, which has gathering off until the drivers send tails)
+                            library's, 1 KiB)
+  --datagram BYTES          largest datagram of Phyla's sessions, group and unicast alike
+                            (default 65507: what a group engine bound to loopback uses; 1472
+                            for one Ethernet frame)
   --only PARTS              run only some of group,unicast,zmq,floor
   --cores PUB,RX            pin the publisher to core PUB and every receiver to core RX
                             (default: the first two cores this process may use)
@@ -544,6 +557,7 @@ fn measure(
         endpoints: Vec::new(),
         settle: options.settle,
         gather_min_bytes: options.gather_min_bytes,
+        datagram_bytes: options.datagram_bytes,
     };
     let receiver = |index: usize, endpoints: Vec<String>| FanoutSpec {
         side: Side::Receiver,

@@ -930,6 +930,7 @@ pub(super) fn print_json(
             "idle": options.idle,
             "settle_s": options.settle.as_secs_f64(),
             "gather_min_bytes": options.gather_min_bytes,
+            "datagram_bytes": options.datagram_bytes,
             "cores": { "publisher": cores.sender, "receivers": cores.receiver,
                        "shared": cores.shared() },
         },

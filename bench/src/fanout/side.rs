@@ -13,6 +13,7 @@ use super::{group, unicast, zeromq};
 use crate::cli::Args;
 use crate::meter::{FIRST_MESSAGE_TIMEOUT, Meter, QUIET_TIMEOUT, RECEIVE_TIMEOUT};
 use crate::throughput::{RxReport, SEND_TAIL};
+use group_comm::engine::LOOPBACK_DATAGRAM_BYTES;
 
 /// The hidden first argument of a fan-out child process.
 pub const CHILD_FLAG: &str = "--fanout-side";
@@ -150,6 +151,8 @@ pub struct FanoutSpec {
     pub settle: Duration,
     /// Phyla sessions: `SessionConfig::gather_min_bytes` (`None`: the library's default).
     pub gather_min_bytes: Option<usize>,
+    /// Phyla sessions: the largest datagram.
+    pub datagram_bytes: usize,
 }
 
 impl FanoutSpec {
@@ -204,6 +207,7 @@ impl FanoutSpec {
         if let Some(bytes) = self.gather_min_bytes {
             args.extend(["--gather-min".to_owned(), bytes.to_string()]);
         }
+        args.extend(["--datagram".to_owned(), self.datagram_bytes.to_string()]);
         args
     }
 
@@ -232,6 +236,7 @@ impl FanoutSpec {
             endpoints: Vec::new(),
             settle: Duration::ZERO,
             gather_min_bytes: None,
+            datagram_bytes: LOOPBACK_DATAGRAM_BYTES,
         };
         let mut have_side = false;
         while let Some(flag) = args.next_flag() {
@@ -271,6 +276,7 @@ impl FanoutSpec {
                 "--core" => spec.core = Some(args.value(&flag)?),
                 "--shared-core" => spec.shared_core = true,
                 "--gather-min" => spec.gather_min_bytes = Some(args.value(&flag)?),
+                "--datagram" => spec.datagram_bytes = args.value(&flag)?,
                 "--endpoints" => {
                     spec.endpoints = args
                         .raw_value(&flag)?
@@ -860,6 +866,7 @@ mod tests {
             endpoints: vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()],
             settle: Duration::from_millis(500),
             gather_min_bytes: Some(1024),
+            datagram_bytes: 1_472,
         };
         let parsed = FanoutSpec::parse(&mut Args::new(spec.to_args())).unwrap();
         assert_eq!(parsed, spec);

@@ -117,6 +117,7 @@ pub(super) fn session_config(spec: &FanoutSpec) -> SessionConfig {
     if let Some(bytes) = spec.gather_min_bytes {
         session.gather_min_bytes = bytes;
     }
+    session.max_datagram_bytes = spec.datagram_bytes;
     session
 }
 

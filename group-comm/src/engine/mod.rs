@@ -279,6 +279,12 @@ impl EngineStats {
 pub struct EngineBuilder {
     id: NodeId,
     host: HostBuilder,
+    /// Where shard 0 binds (the host has it too; kept to size datagrams by it).
+    bind: SocketAddr,
+    /// The driver's sizes before they are fitted to the datagram size.
+    driver: DriverConfig,
+    /// Set by [`EngineBuilder::datagram_bytes`]; `None` sizes datagrams by the bind address.
+    datagram_bytes: Option<usize>,
     group: GroupConfig,
     stack: StackConfig,
     advertise: Option<std::net::IpAddr>,
@@ -290,6 +296,21 @@ impl EngineBuilder {
     /// Binds shard `i` to `addr`'s port plus `i` (port 0: any free port).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.host = self.host.bind(addr);
+        self.bind = addr;
+        self
+    }
+
+    /// The largest datagram the engine's sessions send and accept. Fewer, larger datagrams
+    /// cost fewer system calls and receive completions per message, and with gathered sends
+    /// packing costs no copy; but a datagram larger than the path's MTU is fragmented by IP.
+    ///
+    /// Default: [`LOOPBACK_DATAGRAM_BYTES`] when the engine is bound to a loopback address
+    /// (then every peer is on this host, and the path is the loopback device), otherwise the
+    /// session default of 1,472 bytes (one Ethernet frame). It replaces the
+    /// `max_datagram_bytes` of [`stack`](Self::stack)'s session settings, and the driver's slots
+    /// are made at least this large (see [`GroupEngine::builder`]).
+    pub fn datagram_bytes(mut self, bytes: usize) -> Self {
+        self.datagram_bytes = Some(bytes);
         self
     }
 
@@ -344,7 +365,7 @@ impl EngineBuilder {
 
     /// Driver sizes and switches.
     pub fn driver_config(mut self, config: DriverConfig) -> Self {
-        self.host = self.host.driver_config(config);
+        self.driver = config;
         self
     }
 
@@ -378,7 +399,17 @@ impl EngineBuilder {
     /// # Errors
     /// [`EngineError::Config`] if a setting does not validate; [`EngineError::Node`] if a
     /// shard cannot start (no driver, address in use).
-    pub fn build(self) -> Result<GroupEngine, EngineError> {
+    pub fn build(mut self) -> Result<GroupEngine, EngineError> {
+        let loopback = self.bind.ip().is_loopback();
+        let datagram = self.datagram_bytes.unwrap_or(if loopback {
+            LOOPBACK_DATAGRAM_BYTES
+        } else {
+            SessionConfig::default().max_datagram_bytes
+        });
+        self.stack.session.max_datagram_bytes = datagram;
+        self.host = self
+            .host
+            .driver_config(fit_driver(self.driver.clone(), datagram, loopback));
         // Validate here, where the error can be returned, rather than on the shard threads.
         let mut probe = substrate::rand::Rng::with_seed(0);
         GroupStack::new(
@@ -438,6 +469,37 @@ impl EngineBuilder {
     }
 }
 
+/// The largest UDP datagram over IPv4 on loopback (64 KiB less the IP and UDP headers): the
+/// default datagram size of an engine bound to a loopback address.
+pub const LOOPBACK_DATAGRAM_BYTES: usize = 65_507;
+
+/// `driver` with slots that hold `datagram` bytes. Larger slots come fewer. The receive pool
+/// holds what caches, reorder buffers and forwarding keep, and a slot is held while any message
+/// in it is: a large slot often holds only a few milliseconds' worth of messages (a datagram is
+/// sent as soon as there is something to send), so the pool gets twice its bytes. The transmit
+/// arena keeps its bytes. On loopback zero-copy sends do not pay (the kernel copies them anyway,
+/// see `docs/benchmarks.md`), so the arena is not registered for them.
+fn fit_driver(mut driver: DriverConfig, datagram: usize, loopback: bool) -> DriverConfig {
+    let slot = datagram.next_power_of_two();
+    if slot > driver.rx_slot_bytes {
+        let pool = 2 * driver.rx_slots * driver.rx_slot_bytes;
+        driver.rx_slots = (pool / slot).max(MIN_LARGE_SLOTS);
+        driver.rx_slot_bytes = slot;
+    }
+    if slot > driver.tx_slot_bytes {
+        let arena = driver.tx_slots * driver.tx_slot_bytes;
+        driver.tx_slots = (arena / slot).max(MIN_LARGE_SLOTS);
+        driver.tx_slot_bytes = slot;
+    }
+    if loopback {
+        driver.zero_copy_min_bytes = usize::MAX;
+    }
+    driver
+}
+
+/// The fewest slots a pool of large slots keeps.
+const MIN_LARGE_SLOTS: usize = 256;
+
 /// A node's groups on the engine. See the [module documentation](self).
 pub struct GroupEngine {
     id: NodeId,
@@ -459,11 +521,13 @@ impl std::fmt::Debug for GroupEngine {
 }
 
 impl GroupEngine {
-    /// A builder for node `id`: loopback, any port, one shard, dedicated threads.
+    /// A builder for node `id`: loopback, any port, one shard, dedicated threads, datagrams
+    /// sized by the bind address ([`EngineBuilder::datagram_bytes`]).
     pub fn builder(id: NodeId) -> EngineBuilder {
         let group = Self::group_config_for(64);
         // Received datagrams stay in their receive slots while cached, held or forwarded (zero
-        // copy), so the pool has many small slots, sized for the session's datagrams.
+        // copy), so the pool has many small slots, sized for Ethernet-sized datagrams; for
+        // larger datagrams `build` trades them for fewer large ones, the pool's bytes kept.
         let driver = DriverConfig {
             rx_slots: 32_768,
             rx_slot_bytes: 2048,
@@ -471,11 +535,13 @@ impl GroupEngine {
             tx_slot_bytes: 2048,
             ..DriverConfig::default()
         };
+        let host = HostBuilder::default().ring_capacity(16_384);
         EngineBuilder {
             id,
-            host: HostBuilder::default()
-                .ring_capacity(16_384)
-                .driver_config(driver),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            host,
+            driver,
+            datagram_bytes: None,
             group,
             stack: StackConfig {
                 // Publishers wait at `PUBLISH_HIGH_WATER`; forwarders may need far more while
