@@ -274,6 +274,7 @@ impl Member {
             "copies": {
                 "offer_bytes": COPIES.offer_bytes.load(std::sync::atomic::Ordering::Relaxed),
                 "rx_fallback_bytes": COPIES.rx_fallback_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                "rx_copybreak_bytes": COPIES.rx_copybreak_bytes.load(std::sync::atomic::Ordering::Relaxed),
                 "rx_reassembly_bytes": endpoint_copied,
                 "link_join_bytes": link["payload_bytes_copied"],
                 "tx_slot_bytes": tx_copied,

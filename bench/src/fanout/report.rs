@@ -212,11 +212,11 @@ pub(super) struct Forwarding {
     /// At the receivers: message bytes sessions copied into transmit slots (frame heads, and
     /// every message not gathered, control frames included).
     pub(super) tx_slot_bytes: u64,
-    /// At the receivers: message bytes sent as gathered tails, without a copy.
+    /// At the receivers: message bytes sent as gathered datagram parts, without a copy.
     pub(super) tx_gathered_bytes: u64,
     /// Payload bytes the receivers received (delivered to them).
     pub(super) received_bytes: u64,
-    /// At the receivers: received bytes copied (reassembly, receive pool exhausted).
+    /// At the receivers: received bytes copied (reassembly, receive pool exhausted, copybreak).
     pub(super) rx_copied_bytes: u64,
     /// Sending side of a hop: (join copies + forwarded payload bytes not sent as gathered
     /// tails, hence copied into a transmit slot) / forwarded payload bytes.
@@ -270,7 +270,8 @@ impl Forwarding {
                 .as_ref()
                 .map_or(delivered * size as u64, |rx| rx.bytes_total);
             forwarding.rx_copied_bytes += number(system, &["copies", "rx_reassembly_bytes"])
-                + number(system, &["copies", "rx_fallback_bytes"]);
+                + number(system, &["copies", "rx_fallback_bytes"])
+                + number(system, &["copies", "rx_copybreak_bytes"]);
         }
         let over = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
         let not_gathered = forwarding
@@ -761,9 +762,9 @@ fn copies_text(entries: &[CopiesEntry<'_>]) -> String {
     format!(
         "group forwarding and payload copies, from the receivers' counters: interior = receivers \
          that forwarded at least a tenth of what they received; gathered = share of forwarded \
-         payload bytes sent as gathered datagram tails (no copy); tx copies = (join copies + \
+         payload bytes sent as gathered datagram parts (no copy); tx copies = (join copies + \
          forwarded payload bytes not gathered) / forwarded payload bytes; rx copies = received \
-         bytes copied (reassembly, pool exhausted) / received payload bytes; copies/hop = tx + rx \
+         bytes copied (reassembly, pool exhausted, copybreak) / received payload bytes; copies/hop = tx + rx \
          (the design's claim: 0)\n\n{}",
         table.render()
     )
@@ -912,7 +913,7 @@ pub(super) fn print_json(
             "latency.last": "per probe, publish to delivery at the last of the N receivers \
                 (CLOCK_MONOTONIC, shared by all processes)",
             "payload_copies_per_forwarded_byte": "at receivers that forwarded: (link-layer join \
-                copies + receive copies + forwarded payload bytes not sent as gathered tails) / \
+                copies + receive copies + forwarded payload bytes not sent as gathered parts) / \
                 forwarded payload bytes",
         },
         "config": {

@@ -94,6 +94,7 @@ pub(super) fn counters_json(c: &Counters) -> Value {
             "tx_gathered_bytes": c.payload_bytes_gathered,
             "rx_reassembly_bytes": c.rx_payload_bytes_copied,
             "rx_fallback_bytes": c.rx_fallback_bytes_copied,
+            "rx_copybreak_bytes": c.rx_copybreak_bytes_copied,
         },
     })
 }

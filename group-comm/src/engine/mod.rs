@@ -485,6 +485,10 @@ fn fit_driver(mut driver: DriverConfig, datagram: usize, loopback: bool) -> Driv
         let pool = 2 * driver.rx_slots * driver.rx_slot_bytes;
         driver.rx_slots = (pool / slot).max(MIN_LARGE_SLOTS);
         driver.rx_slot_bytes = slot;
+        // A datagram of a message or two, kept in a cache for seconds, would hold a whole
+        // large slot: copy those out (one copy of a few KiB, against the system calls that
+        // large datagrams save when traffic is dense).
+        driver.rx_copybreak_bytes = driver.rx_copybreak_bytes.max(slot / COPYBREAK_FRACTION);
     }
     if slot > driver.tx_slot_bytes {
         let arena = driver.tx_slots * driver.tx_slot_bytes;
@@ -499,6 +503,9 @@ fn fit_driver(mut driver: DriverConfig, datagram: usize, loopback: bool) -> Driv
 
 /// The fewest slots a pool of large slots keeps.
 const MIN_LARGE_SLOTS: usize = 256;
+
+/// With large slots, datagrams shorter than this fraction of a slot are copied out of it.
+const COPYBREAK_FRACTION: usize = 16;
 
 /// A node's groups on the engine. See the [module documentation](self).
 pub struct GroupEngine {

@@ -28,7 +28,7 @@
 //! are queued as a pair and offered with [`Endpoint::offer_parts`], so the stack joins nothing
 //! ([`StackStats::payload_bytes_copied`] stays 0). The session copies the head into the datagram
 //! and, when the payload is at least [`SessionConfig::gather_min_bytes`], hands the payload to
-//! the driver as the datagram's tail, uncopied; its own counters
+//! the driver as a gathered part of the datagram, uncopied; its own counters
 //! ([`substrate::proto::session::EndpointStats`]) say how many bytes went each way.
 
 use std::collections::{BTreeMap, VecDeque};

@@ -21,6 +21,9 @@ pub struct CopyCounters {
     pub offer_bytes: AtomicU64,
     /// Received datagrams copied because every pool slot was lent out (the pool is too small).
     pub rx_fallback_bytes: AtomicU64,
+    /// Received datagrams copied because they were short beside their slot
+    /// ([`DriverConfig::rx_copybreak_bytes`](crate::runtime::driver::DriverConfig::rx_copybreak_bytes)).
+    pub rx_copybreak_bytes: AtomicU64,
     /// Message bytes sessions copied into transmit slots when writing datagrams (what was not
     /// gathered: see `SessionConfig::gather_min_bytes`), summed over every shard's endpoint.
     pub tx_payload_bytes: AtomicU64,
@@ -30,6 +33,7 @@ pub struct CopyCounters {
 pub static COPIES: CopyCounters = CopyCounters {
     offer_bytes: AtomicU64::new(0),
     rx_fallback_bytes: AtomicU64::new(0),
+    rx_copybreak_bytes: AtomicU64::new(0),
     tx_payload_bytes: AtomicU64::new(0),
 };
 
@@ -144,6 +148,8 @@ pub(crate) struct RxPool {
     shared: Arc<RxShared>,
     free: Vec<u32>,
     scratch: Vec<u32>,
+    /// Datagrams shorter than this are copied out and their slot freed at once.
+    copybreak: usize,
 }
 
 impl std::fmt::Debug for RxPool {
@@ -169,7 +175,15 @@ impl RxPool {
             shared,
             free: (0..count as u32).rev().collect(),
             scratch: Vec::new(),
+            copybreak: 0,
         }
+    }
+
+    /// Copies datagrams shorter than `bytes` out of their slot (see
+    /// [`DriverConfig::rx_copybreak_bytes`](crate::runtime::driver::DriverConfig::rx_copybreak_bytes)).
+    pub(crate) fn with_copybreak(mut self, bytes: usize) -> Self {
+        self.copybreak = bytes;
+        self
     }
 
     pub(crate) fn slot_size(&self) -> usize {
@@ -225,6 +239,20 @@ impl RxPool {
             slot,
             len,
         })
+    }
+
+    /// The datagram in bytes `start..end` of a filled slot: a view of the slot, or, when it is
+    /// shorter than the copybreak, a copy (counted), the slot then free again at the next
+    /// [`reclaim`](Self::reclaim).
+    pub(crate) fn deliver(&self, slot: u32, start: usize, end: usize) -> Bytes {
+        let view = self.lend(slot, end).slice(start.min(end)..);
+        if view.len() >= self.copybreak {
+            return view;
+        }
+        COPIES
+            .rx_copybreak_bytes
+            .fetch_add(view.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Bytes::copy_from_slice(&view)
     }
 
     /// Collects slots whose views were dropped; calls `f` for each before it is free again (the

@@ -11,7 +11,7 @@
 //! # The duty cycle
 //! 1. drain commands into the service, then [`Service::service`] (move offers in);
 //! 2. fire the protocol's due timer;
-//! 3. drain `poll_transmit` into driver slots (with gathered tails) and events into the
+//! 3. drain `poll_transmit` into driver slots (with gathered parts) and events into the
 //!    application's event ring;
 //! 4. one driver poll (submit, reap, receive; wait there only if idle and nothing is pending);
 //! 5. each datagram to the protocol, its events out, [`Service::service`] again (deliveries).

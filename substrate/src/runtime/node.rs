@@ -808,13 +808,16 @@ pub struct Counters {
     /// Message bytes copied into transmit slots by sessions writing datagrams (this node's
     /// shards; [`COPIES`]`.tx_payload_bytes` is the process-wide sum).
     pub tx_payload_bytes_copied: u64,
-    /// Message bytes sent without a copy, as gathered tails of datagrams
+    /// Message bytes sent without a copy, as gathered parts of datagrams
     /// (`SessionConfig::gather_min_bytes`).
     pub payload_bytes_gathered: u64,
     /// Payload bytes copied from the application by `Publication::offer` (process-wide).
     pub offer_bytes_copied: u64,
     /// Received bytes copied because the receive pool was exhausted (process-wide).
     pub rx_fallback_bytes_copied: u64,
+    /// Received datagrams copied for being short beside their slot (process-wide,
+    /// `DriverConfig::rx_copybreak_bytes`).
+    pub rx_copybreak_bytes_copied: u64,
 }
 
 impl Counters {
@@ -846,6 +849,7 @@ impl Counters {
             payload_bytes_gathered: c[23],
             offer_bytes_copied: COPIES.offer_bytes.load(Ordering::Relaxed),
             rx_fallback_bytes_copied: COPIES.rx_fallback_bytes.load(Ordering::Relaxed),
+            rx_copybreak_bytes_copied: COPIES.rx_copybreak_bytes.load(Ordering::Relaxed),
         }
     }
 }

@@ -529,7 +529,7 @@ impl<D: Driver> Shard<D> {
         moved
     }
 
-    /// Drains transmits into driver slots (a gathered tail rides along, uncopied) and events to
+    /// Drains transmits into driver slots (gathered parts ride along, uncopied) and events to
     /// the application.
     fn drain_endpoint(&mut self, now: Instant) -> usize {
         let mut n = 0;

@@ -232,7 +232,7 @@ impl Endpoint {
     /// joining the two: the receiver gets one message of their concatenation, exactly as if it
     /// had been offered whole ([`offer`](Self::offer) is the case of an empty head). Fragments
     /// are cut from the concatenation as for any message. A fragment's part of `body` is sent
-    /// without a copy, as the datagram's tail, when it is at least
+    /// without a copy, as a gathered part of its datagram, when it is at least
     /// [`SessionConfig::gather_min_bytes`] long; its part of `head` is copied. So a small header
     /// in front of a large shared payload (a group frame's head, say) costs one copy of the
     /// header, not of the payload, and the same `body` can be offered to many sessions.

@@ -105,8 +105,8 @@ pub(crate) struct FragmentRef<'a> {
     pub(crate) message: u64,
     /// The part of the message's head this fragment carries (copied into the datagram).
     pub(crate) head: &'a [u8],
-    /// The part of the message's body this fragment carries, after `head`: copied, or sent as
-    /// the datagram's tail.
+    /// The part of the message's body this fragment carries, after `head`: copied, or sent
+    /// gathered, from where it is.
     pub(crate) body: &'a Bytes,
     pub(crate) retransmission: bool,
 }

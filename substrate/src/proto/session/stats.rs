@@ -23,7 +23,7 @@ pub struct SessionStats {
     /// it adds up to every message byte sent.
     pub tx_payload_bytes_copied: u64,
     /// Message bytes sent in data fragments without a copy: a fragment's body part handed to
-    /// the driver as the datagram's tail (see `SessionConfig::gather_min_bytes`).
+    /// the driver as a gathered part of the datagram (see `SessionConfig::gather_min_bytes`).
     pub payload_bytes_gathered: u64,
     /// Messages accepted by `offer`.
     pub messages_offered: u64,

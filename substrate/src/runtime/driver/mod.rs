@@ -127,6 +127,13 @@ pub struct DriverConfig {
     pub zero_copy_loopback: bool,
     /// io_uring: a kernel thread polls the submission queue (SQPOLL), sparing `io_uring_enter`.
     pub sqpoll: bool,
+    /// Received datagrams shorter than this are copied out of their slot, which is free again at
+    /// once (as network drivers do with small packets: "copybreak"). A slot is held while any
+    /// message in it is, so with large slots a few short datagrams kept for long (cached,
+    /// reordered) would hold the whole pool; copying them costs less than the system calls that
+    /// large datagrams save. 0 (the default) never copies. Counted in
+    /// [`COPIES`](crate::runtime::buf::COPIES)`.rx_copybreak_bytes`.
+    pub rx_copybreak_bytes: usize,
 }
 
 impl Default for DriverConfig {
@@ -140,6 +147,7 @@ impl Default for DriverConfig {
             zero_copy_min_bytes: 8 * 1024,
             zero_copy_loopback: false,
             sqpoll: false,
+            rx_copybreak_bytes: 0,
         }
     }
 }
@@ -476,7 +484,7 @@ pub(crate) fn socket_addr(fd: RawFd) -> Option<SocketAddr> {
 }
 
 /// A `Bytes` whose memory's release can be observed: the flag turns true when the last view of
-/// it drops. For tests that check a driver lets go of a gathered tail.
+/// it drops. For tests that check a driver lets go of gathered parts.
 #[cfg(test)]
 pub(crate) fn watched_bytes(data: Vec<u8>) -> (Bytes, Arc<std::sync::atomic::AtomicBool>) {
     struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
@@ -498,6 +506,7 @@ pub(crate) fn watched_bytes(data: Vec<u8>) -> (Bytes, Arc<std::sync::atomic::Ato
 mod tests {
     use super::poll::PollDriver;
     use super::*;
+    use crate::runtime::buf::COPIES;
 
     fn present() -> Result<(), DriverError> {
         Ok(())
@@ -542,6 +551,80 @@ mod tests {
             PollDriver::new(&huge).is_err(),
             "the poll driver checks too"
         );
+    }
+
+    /// With a copybreak, short datagrams arrive as copies and leave their slot free, so a pool
+    /// of four slots takes forty short datagrams held at once; long ones are still views, and
+    /// hold their slots. On each driver.
+    fn copybreak_frees_slots_of_short_datagrams<D: Driver>(mut d: D) {
+        use std::sync::atomic::Ordering;
+        let s = d.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let to = d.local_addr(s).expect("bound");
+        let copied_before = COPIES.rx_copybreak_bytes.load(Ordering::Relaxed);
+        let send = |d: &mut D, len: usize, tag: u8| {
+            let (slot, buf) = d.tx_acquire().expect("a slot");
+            buf[..len].fill(tag);
+            d.send(s, to, slot, len);
+        };
+        let mut held = Vec::new();
+        let receive = |d: &mut D, held: &mut Vec<Bytes>, want: usize| {
+            for _ in 0..500 {
+                d.poll(Wait::For(Duration::from_millis(2)), |r| {
+                    held.push(r.datagram)
+                })
+                .expect("poll");
+                if held.len() >= want {
+                    return;
+                }
+            }
+            panic!("{} of {want} datagrams arrived", held.len());
+        };
+        for i in 0..40u8 {
+            send(&mut d, 100, i);
+            receive(&mut d, &mut held, usize::from(i) + 1);
+        }
+        for (i, b) in held.iter().enumerate() {
+            assert!(
+                b.len() == 100 && b.iter().all(|&x| x == i as u8),
+                "datagram {i}"
+            );
+        }
+        let copied = COPIES.rx_copybreak_bytes.load(Ordering::Relaxed) - copied_before;
+        assert!(copied >= 40 * 100, "{copied} bytes counted");
+        assert_eq!(
+            d.stats().rx_pool_exhausted,
+            0,
+            "short datagrams held no slot"
+        );
+        // Long datagrams are lent: four fill the pool, whatever short ones are held.
+        for i in 0..4u8 {
+            send(&mut d, 1_000, 100 + i);
+            receive(&mut d, &mut held, 41 + usize::from(i));
+        }
+        assert!(held[40..].iter().all(|b| b.len() == 1_000));
+        assert_eq!(d.stats().truncated, 0);
+    }
+
+    fn small_pool() -> DriverConfig {
+        DriverConfig {
+            rx_slots: 4,
+            rx_slot_bytes: 2_048,
+            tx_slots: 8,
+            tx_slot_bytes: 2_048,
+            rx_copybreak_bytes: 512,
+            ..DriverConfig::default()
+        }
+    }
+
+    #[test]
+    fn copybreak_frees_slots_of_short_datagrams_on_poll() {
+        copybreak_frees_slots_of_short_datagrams(PollDriver::new(&small_pool()).expect("poll"));
+    }
+
+    #[test]
+    fn copybreak_frees_slots_of_short_datagrams_on_uring() {
+        let d = uring::UringDriver::new(&small_pool()).expect("uring");
+        copybreak_frees_slots_of_short_datagrams(d);
     }
 
     #[test]

@@ -117,7 +117,8 @@ impl PollDriver {
             poll,
             events: Events::with_capacity(256),
             sockets: Vec::new(),
-            rx: RxPool::new(config.rx_slot_bytes, config.rx_slots),
+            rx: RxPool::new(config.rx_slot_bytes, config.rx_slots)
+                .with_copybreak(config.rx_copybreak_bytes),
             tx: TxArena::new(config.tx_slot_bytes, config.tx_slots),
             queue: VecDeque::new(),
             waker: None,
@@ -344,7 +345,7 @@ impl PollDriver {
                 Some(from) if !truncated => {
                     self.stats.datagrams_received += 1;
                     self.stats.bytes_received += len as u64;
-                    let datagram = self.rx.lend(slot, len);
+                    let datagram = self.rx.deliver(slot, 0, len);
                     sink(Received {
                         socket: id,
                         from,

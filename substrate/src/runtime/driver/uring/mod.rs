@@ -103,7 +103,11 @@ impl UringDriver {
     /// - [`DriverError::Io`] if the ring cannot be made or the configuration is out of range.
     pub fn new(config: &DriverConfig) -> Result<Self, DriverError> {
         validate(config)?;
-        let mut rx = Rx::new(config.rx_slot_bytes, config.rx_slots);
+        let mut rx = Rx::new(
+            config.rx_slot_bytes,
+            config.rx_slots,
+            config.rx_copybreak_bytes,
+        );
         let tx = Tx::new(
             config.tx_slot_bytes,
             config.tx_slots,

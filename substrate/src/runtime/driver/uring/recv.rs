@@ -149,9 +149,9 @@ pub(super) struct Rx {
 
 impl Rx {
     /// A pool of `slots` slots holding datagrams of up to `datagram_bytes`, all in a ring (not
-    /// yet registered).
-    pub(super) fn new(datagram_bytes: usize, slots: usize) -> Self {
-        let pool = RxPool::new(PAYLOAD_OFFSET + datagram_bytes, slots);
+    /// yet registered); datagrams shorter than `copybreak` are copied out.
+    pub(super) fn new(datagram_bytes: usize, slots: usize, copybreak: usize) -> Self {
+        let pool = RxPool::new(PAYLOAD_OFFSET + datagram_bytes, slots).with_copybreak(copybreak);
         let ring = BufRing::new(pool.count().next_power_of_two(), BGID);
         let mut rx = Self {
             pool,
@@ -237,7 +237,7 @@ impl Rx {
             Some((Some(from), start, payload, false)) => {
                 stats.datagrams_received += 1;
                 stats.bytes_received += payload as u64;
-                let view = self.pool.lend(slot, start + payload).slice(start..);
+                let view = self.pool.deliver(slot, start, start + payload);
                 return Some((from, view));
             }
             Some((None, ..)) | None => stats.recv_errors += 1,

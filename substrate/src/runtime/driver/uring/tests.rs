@@ -24,6 +24,7 @@ fn config(rx_slots: usize, rx_slot_bytes: usize, tx_slots: usize) -> DriverConfi
         zero_copy_min_bytes: 16 * 1024,
         zero_copy_loopback: true,
         sqpoll: false,
+        rx_copybreak_bytes: 0,
     }
 }
 
