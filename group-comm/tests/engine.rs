@@ -21,6 +21,11 @@ use substrate::runtime::driver::DriverKind;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn engine(n: u64, driver: DriverKind) -> GroupEngine {
+    engine_with(n, driver, None)
+}
+
+/// As [`engine`], with a datagram size (`None`: the engine's choice by the bind address).
+fn engine_with(n: u64, driver: DriverKind, datagram_bytes: Option<usize>) -> GroupEngine {
     let mut id = [0u8; 32];
     for (i, b) in id.iter_mut().enumerate() {
         *b = (n as u8)
@@ -29,12 +34,14 @@ fn engine(n: u64, driver: DriverKind) -> GroupEngine {
             .wrapping_mul(101)
             ^ 0x5a;
     }
-    GroupEngine::builder(NodeId(id))
+    let mut b = GroupEngine::builder(NodeId(id))
         .threading(Threading::Invoker)
         .driver(driver)
-        .seed(n)
-        .build()
-        .expect("engine starts on loopback")
+        .seed(n);
+    if let Some(bytes) = datagram_bytes {
+        b = b.datagram_bytes(bytes);
+    }
+    b.build().expect("engine starts on loopback")
 }
 
 struct Member {
@@ -81,10 +88,14 @@ impl Member {
 }
 
 fn members(count: u64, driver: DriverKind) -> Vec<Member> {
+    members_with(count, driver, None)
+}
+
+fn members_with(count: u64, driver: DriverKind, datagram_bytes: Option<usize>) -> Vec<Member> {
     let mut out: Vec<Member> = Vec::new();
     let mut first: Option<SocketAddr> = None;
     for i in 1..=count {
-        let mut engine = engine(i, driver);
+        let mut engine = engine_with(i, driver, datagram_bytes);
         let options = JoinOptions::contacts(first);
         let group = engine.join("engine-test", options).expect("join");
         if first.is_none() {
@@ -160,6 +171,47 @@ fn every_member_gets_everything(driver: DriverKind) {
             "nothing lost"
         );
     }
+}
+
+/// Bound to loopback, an engine packs messages offered together into datagrams up to the
+/// loopback limit; told 1,472 bytes, it sends none larger (the receiver, whose slots are then
+/// 2 KiB, truncates none). Both deliver everything, in order.
+fn datagrams_are_sized_by_the_bind_address_or_the_setting(driver: DriverKind) {
+    for limit in [None, Some(1_472)] {
+        let mut ms = members_with(2, driver, limit);
+        pump_until(&mut ms, |ms| ms.iter().all(Member::joined));
+        publish(&mut ms, 0, 5_000, 1_024);
+        pump_until(&mut ms, |ms| ms.iter().all(|m| m.delivered >= 5_000));
+        // Let the shards publish fresh counters (every 50 ms or so).
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            for m in ms.iter_mut() {
+                m.pump();
+            }
+        }
+        let sent = ms[0].engine.stats().shards[0].driver.clone();
+        let received = ms[1].engine.stats().shards[0].driver.clone();
+        let mean = sent.bytes_sent / sent.datagrams_sent.max(1);
+        match limit {
+            None => assert!(
+                mean > 4_096,
+                "{driver:?}: {mean} bytes a datagram: {sent:?}"
+            ),
+            Some(max) => assert!(mean <= max as u64, "{driver:?}: {sent:?}"),
+        }
+        assert_eq!(received.truncated, 0, "{driver:?} {limit:?}: {received:?}");
+        assert!(ms.iter().all(|m| m.delivered == 5_000));
+    }
+}
+
+#[test]
+fn datagrams_are_sized_by_the_bind_address_or_the_setting_poll() {
+    datagrams_are_sized_by_the_bind_address_or_the_setting(DriverKind::Poll);
+}
+
+#[test]
+fn datagrams_are_sized_by_the_bind_address_or_the_setting_uring() {
+    datagrams_are_sized_by_the_bind_address_or_the_setting(DriverKind::Uring);
 }
 
 /// The load in one process: eight members, two publishers, 200,000 messages each,

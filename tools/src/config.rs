@@ -10,8 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use group_comm::engine::LOOPBACK_DATAGRAM_BYTES;
 use group_comm::{Dissemination, GroupConfig};
 use serde::Deserialize;
+use substrate::proto::MIN_DATAGRAM_BYTES;
 use substrate::runtime::driver::DriverKind;
 use substrate::runtime::idle::IdleStrategy;
 use thiserror::Error;
@@ -195,6 +197,9 @@ pub struct NodeConfig {
     pub seed: Option<u64>,
     /// Per-group publish budget in bytes; `None`: the engine's default.
     pub publication_bytes: Option<u64>,
+    /// Largest datagram of the node's sessions; `None`: the engine's choice by the bind address
+    /// (the loopback limit on loopback, else 1,472).
+    pub datagram_bytes: Option<usize>,
     /// The group protocols' parameters: the engine runs every group of a node with one
     /// configuration, sized for the largest `expected_members` of the groups and with their
     /// `overrides` (which must agree) applied, then validated.
@@ -253,6 +258,7 @@ struct RawConfig {
     progress_interval_ms: u64,
     seed: Option<u64>,
     publication_bytes: Option<u64>,
+    datagram_bytes: Option<usize>,
     #[serde(default, rename = "group")]
     groups: Vec<RawGroup>,
 }
@@ -386,6 +392,15 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigE
     if raw.publication_bytes == Some(0) {
         return Err(bad("publication_bytes", "0 (expected at least 1)".into()));
     }
+    if let Some(n) = raw
+        .datagram_bytes
+        .filter(|n| !(MIN_DATAGRAM_BYTES..=LOOPBACK_DATAGRAM_BYTES).contains(n))
+    {
+        return Err(bad(
+            "datagram_bytes",
+            format!("{n} (expected {MIN_DATAGRAM_BYTES}..={LOOPBACK_DATAGRAM_BYTES})"),
+        ));
+    }
     if raw.advertise.is_some_and(|ip| ip.is_unspecified()) {
         return Err(bad(
             "advertise",
@@ -480,6 +495,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigE
         progress_interval: Duration::from_millis(raw.progress_interval_ms),
         seed: raw.seed,
         publication_bytes: raw.publication_bytes,
+        datagram_bytes: raw.datagram_bytes,
         group_config,
         groups,
     })

@@ -46,6 +46,8 @@ pub struct EngineSettings {
     pub seed: Option<u64>,
     /// Per-group publish budget (`None`: the engine's default).
     pub publication_bytes: Option<u64>,
+    /// Largest datagram (`None`: the engine's choice by the bind address).
+    pub datagram_bytes: Option<usize>,
     /// The group protocols' parameters (`None`: the engine's default).
     pub group_config: Option<GroupConfig>,
 }
@@ -94,6 +96,9 @@ pub fn start(s: &EngineSettings) -> Result<GroupEngine, EngineError> {
     }
     if let Some(bytes) = s.publication_bytes {
         b = b.publication_bytes(bytes);
+    }
+    if let Some(bytes) = s.datagram_bytes {
+        b = b.datagram_bytes(bytes);
     }
     if let Some(c) = &s.group_config {
         b = b.group_config(c.clone());

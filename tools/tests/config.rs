@@ -21,6 +21,7 @@ idle = "spin"
 threading = "dedicated"
 run_dir = "run"
 stats_interval_ms = 100
+datagram_bytes = 9000
 
 [[group]]
 name = "market"
@@ -54,6 +55,7 @@ fn config_parses_every_key() {
     assert_eq!(c.run_dir.as_deref(), Some(Path::new("/etc/phyla/run")));
     assert_eq!(c.stats_interval.as_millis(), 100);
     assert_eq!(c.progress_interval.as_millis(), 1000);
+    assert_eq!(c.datagram_bytes, Some(9000));
     assert_eq!(c.groups.len(), 2);
     let market = &c.groups[0];
     assert_eq!(market.name, "market");
@@ -87,6 +89,10 @@ fn config_defaults_fill_everything_but_name_and_bind() {
     assert_eq!(c.threading, ThreadingChoice::Invoker);
     assert!(c.run_dir.is_none() && c.groups.is_empty());
     assert_eq!(c.stats_interval.as_millis(), 250);
+    assert_eq!(
+        c.datagram_bytes, None,
+        "chosen by the engine from the bind address"
+    );
 }
 
 #[test]
@@ -129,6 +135,8 @@ fn config_rejects_bad_values_by_key() {
         (format!("{base}shards = 0\n"), "shards"),
         (format!("{base}driver = \"fast\"\n"), "driver"),
         (format!("{base}idle = 3\n"), "idle"),
+        (format!("{base}datagram_bytes = 100\n"), "datagram_bytes"),
+        (format!("{base}datagram_bytes = 65508\n"), "datagram_bytes"),
         ("name = \"n\"\nbind = \"localhost\"\n".to_owned(), "bind"),
         (
             "name = \"a/b\"\nbind = \"127.0.0.1:1\"\n".to_owned(),

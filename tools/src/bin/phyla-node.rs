@@ -192,6 +192,7 @@ fn serve(
         pin: config.pin,
         seed: config.seed,
         publication_bytes: config.publication_bytes,
+        datagram_bytes: config.datagram_bytes,
         group_config: Some(config.group_config.clone()),
     };
     let engine = host::start(&settings)

@@ -366,6 +366,7 @@ impl Member {
             pin: false,
             seed: None,
             publication_bytes: None,
+            datagram_bytes: None,
             group_config: None,
         };
         let mut engine =
