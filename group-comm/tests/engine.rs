@@ -20,11 +20,8 @@ use substrate::runtime::driver::DriverKind;
 /// Generous bound on any wait: the test fails rather than hangs (not a timed assertion).
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn engine(n: u64, driver: DriverKind) -> GroupEngine {
-    engine_with(n, driver, None)
-}
-
-/// As [`engine`], with a datagram size (`None`: the engine's choice by the bind address).
+/// Node `n`'s engine on loopback, with a datagram size (`None`: the engine's choice by the bind
+/// address).
 fn engine_with(n: u64, driver: DriverKind, datagram_bytes: Option<usize>) -> GroupEngine {
     let mut id = [0u8; 32];
     for (i, b) in id.iter_mut().enumerate() {
@@ -189,8 +186,8 @@ fn datagrams_are_sized_by_the_bind_address_or_the_setting(driver: DriverKind) {
                 m.pump();
             }
         }
-        let sent = ms[0].engine.stats().shards[0].driver.clone();
-        let received = ms[1].engine.stats().shards[0].driver.clone();
+        let sent = ms[0].engine.stats().shards[0].driver;
+        let received = ms[1].engine.stats().shards[0].driver;
         let mean = sent.bytes_sent / sent.datagrams_sent.max(1);
         match limit {
             None => assert!(
