@@ -71,7 +71,8 @@ pub struct PollDriver {
     stats: DriverStats,
     // Batch scratch, kept to avoid allocating per poll.
     msgs: Vec<libc::mmsghdr>,
-    /// Up to [`Gather::MAX_IOVECS`] per message, packed: each message's start in `iov_starts`.
+    /// Up to [`Gather::MAX_IOVECS`] per message, packed one message after another; each
+    /// message header points at its first.
     iovs: Vec<libc::iovec>,
     addrs: Vec<RawAddr>,
     rx_msgs: Vec<libc::mmsghdr>,
