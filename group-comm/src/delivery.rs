@@ -18,15 +18,20 @@ use crate::wire::{DataFlags, GroupFrame, MAX_WATERMARKS, MessageId, Watermark};
 
 /// Recently received messages, kept for grafts and repair: the newest `capacity` of each
 /// source (a busy source does not push a quiet one's messages out), and at most four sources'
-/// worth in all. Indexed by id, so that a repair or a graft replay of thousands of messages
-/// costs a range walk, not a scan per message.
+/// worth in all. Indexed per source by (epoch, sequence number), so that a repair or a graft
+/// replay of thousands of messages costs a range walk, not a scan per message, and that keeping
+/// one message compares integers, not whole message ids.
 #[derive(Debug)]
 pub(crate) struct Cache {
     capacity: usize,
-    entries: BTreeMap<MessageId, Cached>,
-    /// Entries per source.
-    counts: Vec<(NodeId, usize)>,
+    /// Per source (a handful): its cached messages.
+    sources: Vec<(NodeId, SourceCache)>,
+    /// Entries in all.
+    len: usize,
 }
+
+/// One source's cached messages, by (epoch, sequence number).
+type SourceCache = BTreeMap<(u32, u64), Cached>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Cached {
@@ -40,70 +45,64 @@ impl Cache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: BTreeMap::new(),
-            counts: Vec::new(),
+            sources: Vec::new(),
+            len: 0,
         }
     }
 
     pub(crate) fn insert(&mut self, entry: Cached) {
         let source = entry.id.source;
-        if self.entries.insert(entry.id, entry).is_some() {
-            return;
-        }
-        let i = match self.counts.iter().position(|(s, _)| *s == source) {
+        let i = match self.sources.iter().position(|(s, _)| *s == source) {
             Some(i) => i,
             None => {
-                self.counts.push((source, 0));
-                self.counts.len() - 1
+                self.sources.push((source, BTreeMap::new()));
+                self.sources.len() - 1
             }
         };
-        self.counts[i].1 += 1;
-        if self.counts[i].1 > self.capacity {
+        let key = (entry.id.epoch, entry.id.seq);
+        if self.sources[i].1.insert(key, entry).is_some() {
+            return;
+        }
+        self.len += 1;
+        if self.sources[i].1.len() > self.capacity {
             self.evict(i);
         }
-        while self.entries.len() > self.capacity.saturating_mul(4) {
+        while self.len > self.capacity.saturating_mul(4) {
             // Over the total bound: the source with the most gives up its oldest.
-            let Some(i) = (0..self.counts.len()).max_by_key(|&i| self.counts[i].1) else {
+            let Some(i) = (0..self.sources.len()).max_by_key(|&i| self.sources[i].1.len()) else {
                 break;
             };
             self.evict(i);
         }
     }
 
-    /// Drops the oldest (lowest) entry of the source at `counts[i]`.
+    /// Drops the oldest (lowest) entry of the source at `sources[i]`.
     fn evict(&mut self, i: usize) {
-        let source = self.counts[i].0;
-        let first = MessageId {
-            source,
-            epoch: 0,
-            seq: 0,
-        };
-        let oldest = self
-            .entries
-            .range(first..)
-            .next()
-            .map(|(id, _)| *id)
-            .filter(|id| id.source == source);
-        if let Some(id) = oldest {
-            self.entries.remove(&id);
-            self.counts[i].1 -= 1;
+        if self.sources[i].1.pop_first().is_some() {
+            self.len -= 1;
         }
-        if self.counts[i].1 == 0 {
-            self.counts.swap_remove(i);
+        if self.sources[i].1.is_empty() {
+            self.sources.swap_remove(i);
         }
     }
 
+    fn of(&self, source: NodeId) -> Option<&SourceCache> {
+        self.sources
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map(|(_, m)| m)
+    }
+
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Cached> {
-        self.entries.get(id)
+        self.of(id.source)?.get(&(id.epoch, id.seq))
     }
 
     /// Cached messages of `from`'s source and epoch from `from.seq` on, in sequence order.
     pub(crate) fn from(&self, from: MessageId) -> impl Iterator<Item = &Cached> {
-        let end = MessageId {
-            seq: u64::MAX,
-            ..from
-        };
-        self.entries.range(from..=end).map(|(_, c)| c)
+        self.of(from.source)
+            .into_iter()
+            .flat_map(move |m| m.range((from.epoch, from.seq)..=(from.epoch, u64::MAX)))
+            .map(|(_, c)| c)
     }
 }
 
@@ -677,5 +676,65 @@ impl GroupNode {
             s.note_exists(w.next_seq, from, now + repair_timeout);
             g.sources.push(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(source: u64, epoch: u32, seq: u64) -> Cached {
+        Cached {
+            id: MessageId {
+                source: NodeId::from_u64(source),
+                epoch,
+                seq,
+            },
+            hop: 1,
+            payload: Bytes::from(seq.to_le_bytes().to_vec()),
+        }
+    }
+
+    fn seqs<'a>(it: impl Iterator<Item = &'a Cached>) -> Vec<u64> {
+        it.map(|c| c.id.seq).collect()
+    }
+
+    /// Each source keeps its newest `capacity`, a busy source does not push a quiet one out,
+    /// and past four sources' worth the fullest gives up its oldest; lookups and range walks
+    /// stay within one source and epoch.
+    #[test]
+    fn the_cache_keeps_each_sources_newest_within_its_bounds() {
+        let mut c = Cache::new(4);
+        for seq in 0..10 {
+            c.insert(cached(1, 0, seq));
+        }
+        c.insert(cached(2, 0, 100));
+        c.insert(cached(1, 0, 9)); // a duplicate changes nothing
+        let from = |source, epoch, seq| MessageId {
+            source: NodeId::from_u64(source),
+            epoch,
+            seq,
+        };
+        assert_eq!(seqs(c.from(from(1, 0, 0))), vec![6, 7, 8, 9]);
+        assert_eq!(seqs(c.from(from(1, 0, 8))), vec![8, 9]);
+        assert_eq!(seqs(c.from(from(2, 0, 0))), vec![100]);
+        assert!(c.get(&from(1, 0, 5)).is_none() && c.get(&from(1, 0, 6)).is_some());
+        // A new epoch of source 1 is walked apart from the old one.
+        c.insert(cached(1, 1, 0));
+        assert_eq!(seqs(c.from(from(1, 1, 0))), vec![0]);
+        assert_eq!(seqs(c.from(from(1, 0, 0))), vec![7, 8, 9]);
+        // Four sources' worth in all (16): more sources make the fullest give way.
+        for source in 3..=6 {
+            for seq in 0..4 {
+                c.insert(cached(source, 0, seq));
+            }
+        }
+        assert_eq!(c.len, 16);
+        assert!(c.sources.iter().all(|(_, m)| m.len() <= 4));
+        assert_eq!(
+            seqs(c.from(from(2, 0, 0))),
+            vec![100],
+            "the quietest keeps its one"
+        );
     }
 }
