@@ -444,35 +444,20 @@ fn set_buffer(s: &socket2::Socket, force: libc::c_int, plain: libc::c_int, bytes
     }
 }
 
-/// Writes the iovecs of a datagram to the start of `iovs`, in wire order, and returns how many:
-/// the first `len` bytes at `written` with the parts of `gather` spliced in, empty pieces left
-/// out. `iovs` must hold [`Gather::MAX_IOVECS`] (or `2 * gather.parts() + 1`). The iovecs point
-/// at `written` and at the parts' memory: they are valid while both are.
-pub(crate) fn gather_iovecs(
-    written: *mut u8,
-    len: usize,
-    gather: &Gather,
-    iovs: &mut [libc::iovec],
-) -> usize {
+/// Writes the iovecs of a datagram to the start of `iovs` and returns how many: the pieces of
+/// [`Gather::segments`] (the written bytes with the parts spliced in, in wire order). `iovs`
+/// must hold `2 * gather.parts() + 1` (at most [`Gather::MAX_IOVECS`]). The iovecs point at
+/// `written` and at the parts' memory: they are valid while both are.
+pub(crate) fn gather_iovecs(written: &[u8], gather: &Gather, iovs: &mut [libc::iovec]) -> usize {
     let mut n = 0;
-    let mut piece = |base: *mut u8, bytes: usize| {
-        if bytes > 0 {
-            iovs[n] = libc::iovec {
-                iov_base: base.cast(),
-                iov_len: bytes,
-            };
-            n += 1;
-        }
-    };
-    let mut from = 0;
-    for (at, part) in gather.iter() {
-        let at = at.min(len);
-        piece(written.wrapping_add(from), at - from);
+    for piece in gather.segments(written) {
         // The kernel only reads through a send's iovec; `*mut` is what the C type asks for.
-        piece(part.as_ptr().cast_mut(), part.len());
-        from = at;
+        iovs[n] = libc::iovec {
+            iov_base: piece.as_ptr().cast_mut().cast(),
+            iov_len: piece.len(),
+        };
+        n += 1;
     }
-    piece(written.wrapping_add(from), len - from);
     n
 }
 

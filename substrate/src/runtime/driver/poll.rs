@@ -182,8 +182,11 @@ impl PollDriver {
             let mut used = 0;
             for (i, p) in self.queue.iter().take(n).enumerate() {
                 self.addrs[i] = p.to;
-                let slot = self.tx.slot_ptr(p.slot);
-                let pieces = gather_iovecs(slot, p.len, &p.gather, &mut self.iovs[used..]);
+                // SAFETY: the slot is queued for this send, so nothing writes it until it is
+                // released below, and `len` is at most the slot's size (`send_gather`).
+                let written =
+                    unsafe { std::slice::from_raw_parts(self.tx.slot_ptr(p.slot), p.len) };
+                let pieces = gather_iovecs(written, &p.gather, &mut self.iovs[used..]);
                 let h = &mut self.msgs[i].msg_hdr;
                 h.msg_iov = &raw mut self.iovs[used];
                 h.msg_iovlen = pieces;

@@ -268,7 +268,10 @@ impl Tx {
             };
             side.iov.resize(needed, empty);
         }
-        let pieces = gather_iovecs(buf, len, &gather, &mut side.iov);
+        // SAFETY: the caller holds the slot (checked above) and `len` is at most its size; the
+        // slot stays unwritten until the send completes and frees it.
+        let written = unsafe { std::slice::from_raw_parts(buf, len) };
+        let pieces = gather_iovecs(written, &gather, &mut side.iov);
         // A gathered send needs `SendMsgZc` for zero copy (`SendZc` takes one buffer), and the
         // kernel pins each page of each piece as one fragment of the datagram: past
         // `MAX_SKB_FRAGS` it refuses the send (EMSGSIZE), so such a datagram is copied.
