@@ -128,6 +128,9 @@ pub(crate) struct Source {
     /// When a new message last came down the tree (an eager push or a graft's replay, not a
     /// repair): whether this node still hangs in the source's tree.
     pub(crate) last_pushed: Instant,
+    /// When the parent (flow control's) last pushed a new message: whether it still feeds
+    /// this node.
+    pub(crate) parent_pushed: Instant,
     /// When this node last grafted itself back into the tree (see `adopt_orphans`).
     pub(crate) regrafted: Instant,
     /// Flow control: the neighbour this source's messages come from (its last eager push).
@@ -172,6 +175,7 @@ impl Source {
             lazy: Vec::new(),
             last_heard: now,
             last_pushed: now,
+            parent_pushed: now,
             regrafted: now,
             parent: None,
             children: Vec::new(),

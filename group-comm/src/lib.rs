@@ -35,7 +35,9 @@ pub mod wire;
 
 pub use config::{ConfigError, Dissemination, FlowWindow, GroupConfig};
 pub use event::{GroupEvent, TrafficClass};
-pub use node::{GroupError, GroupNode, GroupStats, GroupTransmit, MAX_GROUPS, ViewInfo};
+pub use node::{
+    GroupError, GroupNode, GroupStats, GroupTransmit, MAX_GROUPS, SourceFlow, ViewInfo,
+};
 pub use substrate;
 pub use wire::{MessageId, NodeRef};
 

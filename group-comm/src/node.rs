@@ -321,6 +321,38 @@ impl GroupNode {
             .collect()
     }
 
+    /// Flow-control state of every tree of `group` at this node: per source, its parent and
+    /// the children whose positions hold the source's window (for diagnosis and tools).
+    pub fn flow(&self, group: GroupId) -> Vec<SourceFlow> {
+        let Some(gi) = self.group_index(group) else {
+            return Vec::new();
+        };
+        let g = &self.groups[gi];
+        let mut out: Vec<SourceFlow> = g
+            .sources
+            .iter()
+            .map(|s| SourceFlow {
+                source: s.id,
+                parent: s.parent,
+                next: if s.id == self.me.id {
+                    g.next_seq
+                } else {
+                    s.next
+                },
+                children: s.children.iter().map(|&(c, p, _)| (c, p)).collect(),
+            })
+            .collect();
+        if g.next_seq > 0 && !out.iter().any(|f| f.source == self.me.id) {
+            out.push(SourceFlow {
+                source: self.me.id,
+                parent: None,
+                next: g.next_seq,
+                children: Vec::new(),
+            });
+        }
+        out
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> &GroupStats {
         &self.stats
@@ -543,6 +575,22 @@ pub struct ViewInfo {
     pub active: Vec<NodeId>,
     /// The passive view: the reserve used for repair.
     pub passive: Vec<NodeId>,
+}
+
+/// Where one source's tree stands at one node, for flow control: what holds the source's
+/// window back, seen from here.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct SourceFlow {
+    /// The source.
+    pub source: NodeId,
+    /// The neighbour this node reports its subtree's position to (its tree parent); `None` at
+    /// the source itself, or while this node hangs in no tree.
+    pub parent: Option<NodeId>,
+    /// The next sequence number this node delivers (its own next at the source).
+    pub next: u64,
+    /// The children counted in the window, each with the position its subtree last reported
+    /// (or the first message pushed to it, until it reports).
+    pub children: Vec<(NodeId, u64)>,
 }
 
 /// Why a group operation was refused.

@@ -492,6 +492,160 @@ fn a_graft_on_reliable_links_replays_the_stream_from_the_asked_position() {
     );
 }
 
+/// Encodes a `Data` frame as a neighbour would push it.
+fn data_frame(g: GroupId, id: crate::wire::MessageId, flags: u8, payload: &[u8]) -> Bytes {
+    let mut frame = Vec::new();
+    crate::wire::encode(
+        g,
+        &crate::wire::GroupFrame::Data {
+            id,
+            hop: 1,
+            flags: crate::wire::DataFlags(flags),
+            payload,
+        },
+        &mut frame,
+    )
+    .expect("encodes");
+    Bytes::from(frame)
+}
+
+/// A six-member group on reliable links with flow control, where node 2 published 30
+/// messages: returns a member other than the source, its parent in the source's tree, and
+/// the source's epoch.
+fn settled_tree(seed: u64) -> (Net, GroupId, usize, usize, u32) {
+    let n = 6;
+    let (mut net, g) = joined_with(n, &flow_config(n, 1000, 1 << 30), seed);
+    for k in 0..30u8 {
+        net.with(2, |node, now, rng| {
+            node.publish(now, g, Bytes::from(vec![k; 8]), rng)
+                .expect("member");
+        });
+    }
+    let t = net.now + Duration::from_secs(2);
+    net.run_until(t);
+    let source = node_ref(2).id;
+    let (child, parent) = (0..n)
+        .filter(|&i| i != 2)
+        .find_map(|i| {
+            let f = net.nodes[i]
+                .flow(g)
+                .into_iter()
+                .find(|f| f.source == source)?;
+            Some((i, index(f.parent?)))
+        })
+        .expect("a member with a parent");
+    let epoch = net.events[child]
+        .iter()
+        .find_map(|e| match e {
+            GroupEvent::Delivered { id, .. } if id.source == source => Some(id.epoch),
+            _ => None,
+        })
+        .expect("delivered");
+    (net, g, child, parent, epoch)
+}
+
+/// A child that pushes a message back up to its parent (it had it first from elsewhere, or it
+/// is the source's own) is told to stop, but its parent keeps pushing down to it: Plumtree's
+/// two-way prune would leave the child fed by nobody until a graft timeout, and holding the
+/// source's window meanwhile.
+#[test]
+fn a_child_pushing_back_up_is_pruned_one_way() {
+    let (mut net, g, child, parent, epoch) = settled_tree(11);
+    let source = node_ref(2).id;
+    let children: Vec<usize> = net.nodes[parent]
+        .flow(g)
+        .into_iter()
+        .find(|f| f.source == source)
+        .map(|f| f.children.iter().map(|&(c, _)| index(c)).collect())
+        .unwrap_or_default();
+    assert!(children.contains(&child), "the parent counts its child");
+    // The child pushes message 5, which the parent has, back up.
+    let id = crate::wire::MessageId {
+        source,
+        epoch,
+        seq: 5,
+    };
+    let frame = data_frame(g, id, 0, &[5; 8]);
+    let now = net.now;
+    net.nodes[parent].handle_frame(now, node_ref(child), &frame, &mut net.rngs[parent]);
+    let mut pruned = false;
+    while let Some(t) = net.nodes[parent].poll_transmit() {
+        if index(t.to) == child {
+            pruned |= matches!(
+                crate::wire::decode(&t.frame),
+                Ok((_, crate::wire::GroupFrame::Prune { .. }))
+            );
+        }
+    }
+    assert!(pruned, "the child is told to stop pushing up");
+    assert!(
+        net.nodes[parent]
+            .eager_peers(g, source)
+            .contains(&node_ref(child).id),
+        "the parent still pushes to its child"
+    );
+    // More messages reach the child through the same parent, with no graft.
+    net.pump(parent);
+    for k in 30..40u8 {
+        net.with(2, |node, now, rng| {
+            node.publish(now, g, Bytes::from(vec![k; 8]), rng)
+                .expect("member");
+        });
+    }
+    let t = net.now + Duration::from_secs(2);
+    net.run_until(t);
+    let seqs: Vec<u64> = net
+        .delivered(child)
+        .iter()
+        .filter(|(s, _)| *s == 2)
+        .map(|(_, q)| *q)
+        .collect();
+    assert_eq!(seqs, (0..40).collect::<Vec<u64>>());
+    let f = net.nodes[child].flow(g);
+    let now_parent = f.iter().find(|f| f.source == source).and_then(|f| f.parent);
+    assert_eq!(now_parent, Some(node_ref(parent).id), "the same parent");
+}
+
+/// On reliable links a parent that feeds a node stays its parent when another neighbour
+/// happens to push a new message first (scheduling noise on a loaded host): the other pusher
+/// is pruned, not made the parent.
+#[test]
+fn a_feeding_parent_is_sticky() {
+    let (mut net, g, child, parent, epoch) = settled_tree(12);
+    let source = node_ref(2).id;
+    let other = net.nodes[child]
+        .view(g)
+        .expect("member")
+        .active
+        .into_iter()
+        .map(index)
+        .find(|&p| p != parent)
+        .expect("another neighbour");
+    // The parent pushes message 30; the other neighbour pushes 31 before the parent does.
+    let now = net.now;
+    for (from, seq) in [(parent, 30u64), (other, 31)] {
+        let id = crate::wire::MessageId { source, epoch, seq };
+        let frame = data_frame(g, id, 0, &[seq as u8; 8]);
+        net.nodes[child].handle_frame(now, node_ref(from), &frame, &mut net.rngs[child]);
+    }
+    let mut pruned = Vec::new();
+    while let Some(t) = net.nodes[child].poll_transmit() {
+        if let Ok((_, crate::wire::GroupFrame::Prune { .. })) = crate::wire::decode(&t.frame) {
+            pruned.push(index(t.to));
+        }
+    }
+    assert_eq!(pruned, vec![other], "the quicker pusher is pruned");
+    net.pump(child);
+    let f = net.nodes[child].flow(g);
+    let now_parent = f.iter().find(|f| f.source == source).and_then(|f| f.parent);
+    assert_eq!(now_parent, Some(node_ref(parent).id), "the parent stays");
+    assert_eq!(
+        net.delivered(child).iter().filter(|(s, _)| *s == 2).count(),
+        32,
+        "both messages delivered"
+    );
+}
+
 #[test]
 fn a_displaced_neighbour_is_handed_other_candidates() {
     let mut config = GroupConfig::for_group_size(8);

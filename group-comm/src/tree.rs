@@ -152,10 +152,29 @@ impl GroupNode {
         }
         let g = &mut self.groups[gi];
         if tree && !flags.is_repair() && g.is_active(from.id) {
-            // Plumtree: the link a message arrived on is (again) a tree link.
-            g.sources[si].lazy.retain(|p| *p != from.id);
-            g.sources[si].last_pushed = now;
-            self.flow_parent(gi, si, from.id);
+            let s = &g.sources[si];
+            let grafted = flags.0 & DataFlags::GRAFT != 0;
+            // Reliable links: the parent is sticky while it feeds this node. A new message
+            // that a non-parent pushed first only says its path was quicker this time: on a
+            // loaded machine that is scheduling noise, and following it (Plumtree's rule, the
+            // first copy's link becomes the tree link) flips parents back and forth, each
+            // flip racing the old parent's pushes and prunes. The pusher is pruned instead.
+            let sticky = self.config.reliable_links
+                && !grafted
+                && swap_to.is_none()
+                && s.parent.is_some_and(|p| p != from.id && g.is_active(p))
+                && now < s.parent_pushed + self.config.graft_timeout;
+            if sticky {
+                g.sources[si].last_pushed = now;
+                self.prune(gi, from, id.source);
+            } else {
+                // Plumtree: the link a message arrived on is (again) a tree link.
+                let s = &mut g.sources[si];
+                s.lazy.retain(|p| *p != from.id);
+                s.last_pushed = now;
+                s.parent_pushed = now;
+                self.flow_parent(gi, si, from.id);
+            }
         }
         let g = &mut self.groups[gi];
         g.cache.insert(Cached {
@@ -233,6 +252,18 @@ impl GroupNode {
             return;
         };
         let s = &mut g.sources[si];
+        if self.config.reliable_links && s.children.iter().any(|(c, _, _)| *c == from.id) {
+            // A child of this node in the tree pushed back up a message it had first from
+            // elsewhere, just before taking this node as its parent (or the source's own
+            // message came back). Plumtree would make the link lazy both ways, leaving the
+            // child fed by nobody until a graft timeout, and holding the source's window
+            // meanwhile. Only the child's direction is pruned: it stops pushing here, and this
+            // node keeps pushing down to it.
+            let group = g.id;
+            self.stats.prunes_sent += 1;
+            self.send(group, from, &GroupFrame::Prune { source });
+            return;
+        }
         // Already lazy here, yet the peer pushed: it has not heard (or has forgotten, after a
         // push of ours made the link eager at its end) that this link is lazy. Say it again, or
         // it pushes duplicates for ever and, under flow control, counts this node as a child.

@@ -53,7 +53,7 @@ pub(super) fn publisher(spec: &FanoutSpec) -> Result<(Box<dyn Publish>, String)>
     let endpoint = locator(&engine)?;
     Ok((
         Box::new(GroupPublisher {
-            member: Member::new(engine, group),
+            member: Member::new(engine, group, 0),
         }),
         endpoint,
     ))
@@ -69,7 +69,7 @@ pub(super) fn receiver(spec: &FanoutSpec) -> Result<(Box<dyn Receive>, String)> 
     let group = engine
         .join(GROUP_NAME, JoinOptions::contacts([contact]))
         .context("joining the group")?;
-    let mut member = Member::new(engine, group);
+    let mut member = Member::new(engine, group, spec.index);
     let until = Instant::now() + JOIN_TIMEOUT;
     while !member.joined {
         if Instant::now() > until {
@@ -122,6 +122,15 @@ fn locator(engine: &GroupEngine) -> Result<String> {
         .context("the engine has no locator")
 }
 
+/// Wall-clock milliseconds (modulo 10^6 s), so that traces of different processes line up;
+/// `start` only anchors the monotonic clock.
+fn since_epoch_ms(_start: Instant) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_secs() % 1_000_000) as f64 * 1e3 + f64::from(now.subsec_micros()) / 1e3
+}
+
 /// What publisher and receivers share: the engine, the group and the events seen.
 struct Member {
     engine: GroupEngine,
@@ -137,11 +146,23 @@ struct Member {
     peer_failures: u64,
     /// Neighbours up and down, messages lost and tree repairs when the measurement started.
     at_start: [u64; 4],
+    /// With `PHYLA_BENCH_EVENTS=DIR`: every event but deliveries, with the time since the
+    /// member started, appended to `DIR/member-<id>.log` (for diagnosing a run, not measuring).
+    trace: Option<(std::io::BufWriter<std::fs::File>, Instant)>,
+    /// Messages the application polled (for the trace).
+    polled: u64,
 }
 
 impl Member {
-    fn new(engine: GroupEngine, group: Group) -> Self {
+    fn new(engine: GroupEngine, group: Group, index: usize) -> Self {
+        let trace = std::env::var_os("PHYLA_BENCH_EVENTS").and_then(|dir| {
+            let path = std::path::Path::new(&dir).join(format!("member-{}.log", index + 1));
+            let file = std::fs::File::create(path).ok()?;
+            Some((std::io::BufWriter::new(file), Instant::now()))
+        });
         Self {
+            trace,
+            polled: 0,
             engine,
             group,
             joined: false,
@@ -179,11 +200,58 @@ impl Member {
             self.engine.invoke()
         };
         self.drain_events();
+        if let Some((out, last)) = &mut self.trace {
+            if last.elapsed() >= Duration::from_millis(100) {
+                *last = Instant::now();
+                use std::io::Write as _;
+                let stats = self.engine.stats();
+                let shard = stats.shards.first();
+                let _ = writeln!(
+                    out,
+                    "{:>10.3} ms progress: polled {} | shard delivered {} rx datagrams {} tx {} \
+                     frames rx {} tx {} queue max {}",
+                    since_epoch_ms(*last),
+                    self.polled,
+                    shard.map_or(0, |s| s.group.delivered),
+                    shard.map_or(0, |s| s.driver.datagrams_received),
+                    shard.map_or(0, |s| s.driver.datagrams_sent),
+                    shard.map_or(0, |s| s.link.frames_received),
+                    shard.map_or(0, |s| s.link.frames_sent),
+                    shard.map_or(0, |s| s.link.max_queue_len),
+                );
+                let queued: Vec<(String, u64, u64)> = stats
+                    .peers
+                    .iter()
+                    .filter(|p| p.queued_frames > 0)
+                    .map(|p| {
+                        (
+                            p.peer.to_string(),
+                            p.queued_frames,
+                            p.session.offers_backpressured,
+                        )
+                    })
+                    .collect();
+                if !queued.is_empty() {
+                    let _ = writeln!(out, "    queued {queued:?}");
+                }
+                for f in self.group.tree().flow {
+                    let _ = writeln!(
+                        out,
+                        "    flow {} parent {:?} next {} children {:?}",
+                        f.source, f.parent, f.next, f.children
+                    );
+                }
+            }
+        }
         work
     }
 
     fn drain_events(&mut self) {
         while let Some(event) = self.group.poll_event() {
+            if let Some((out, start)) = &mut self.trace {
+                use std::io::Write as _;
+                let _ = writeln!(out, "{:>10.3} ms {event:?}", since_epoch_ms(*start));
+            }
             match event {
                 GroupEvent::Joined { .. } => self.joined = true,
                 GroupEvent::NeighborUp { .. } => {
@@ -210,6 +278,11 @@ impl Member {
         let until = Instant::now() + STATS_REFRESH;
         while Instant::now() < until {
             self.cycle(false);
+        }
+        if let Some((out, _)) = &mut self.trace {
+            use std::io::Write as _;
+            let _ = writeln!(out, "stats {:?}", self.engine.stats());
+            let _ = out.flush();
         }
         let stats = self.engine.stats();
         let tree = self.group.tree();
@@ -362,9 +435,11 @@ impl Receive for GroupReceiver {
     fn poll(&mut self, idle: bool, on_message: &mut dyn FnMut(&[u8])) -> Result<usize> {
         self.member.cycle(idle);
         let hops = &mut self.hops;
+        let polled = &mut self.member.polled;
         let count = self.member.group.poll(
             |message| {
                 hops[usize::from(message.hops).min(HOP_BUCKETS - 1)] += 1;
+                *polled += 1;
                 on_message(&message.payload);
             },
             usize::MAX,

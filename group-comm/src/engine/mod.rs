@@ -227,6 +227,8 @@ pub struct TreeEdges {
     pub neighbours: Vec<NodeId>,
     /// Per source: the neighbours it pushes that source's messages to eagerly (tree links).
     pub sources: Vec<(NodeId, Vec<NodeId>)>,
+    /// Per source: flow control's parent and children (see [`crate::GroupNode::flow`]).
+    pub flow: Vec<crate::SourceFlow>,
 }
 
 /// Counters of one shard.
@@ -852,6 +854,7 @@ impl Group {
                 node: self.node,
                 neighbours: Vec::new(),
                 sources: Vec::new(),
+                flow: Vec::new(),
             })
     }
 

@@ -337,6 +337,7 @@ impl GroupService {
                     .map(|v| v.active)
                     .unwrap_or_default(),
                 sources: self.stack.group().tree(a.id),
+                flow: self.stack.group().flow(a.id),
             });
         }
     }
