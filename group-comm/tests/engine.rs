@@ -216,10 +216,9 @@ fn datagrams_are_sized_by_the_bind_address_or_the_setting_uring() {
 /// `tools/tests/group_loopback.rs`.)
 fn eight_members_two_publishers(driver: DriverKind) {
     const N: u64 = 200_000;
-    // Ethernet-sized datagrams, as this test ran before loopback engines sent 64 KiB ones: with
-    // those it failed in 1 of 8 runs (a member isolated, then one message reported lost), the
-    // eight-member defect noted in docs/benchmarks.md ("Fan-out"), not yet fixed.
-    let mut ms = members_with(8, driver, Some(1_472));
+    // The engine's loopback datagrams (64 KiB). Before parents were sticky on reliable links
+    // this failed in 1 of 8 runs (a member isolated, then one message reported lost).
+    let mut ms = members_with(8, driver, None);
     pump_until(&mut ms, |ms| ms.iter().all(Member::joined));
     // Interleaved, in slices, so both sources are in flight together.
     for _ in 0..(N / 1000) {

@@ -819,6 +819,12 @@ fn receive_probes(
             bail!("stopped while measuring");
         }
     }
+    if let Some(dir) = std::env::var_os("PHYLA_BENCH_EVENTS") {
+        // Diagnosis: every measured probe's publish-to-delivery time, in probe order.
+        let lines: String = latencies.iter().map(|l| format!("{l}\n")).collect();
+        let path = std::path::Path::new(&dir).join(format!("latency-{}.txt", spec.index + 1));
+        let _ = std::fs::write(path, lines);
+    }
     Ok(ReceiverReport {
         index: spec.index,
         rx: None,
