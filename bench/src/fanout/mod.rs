@@ -324,6 +324,11 @@ usage: fanout [OPTIONS]
   --no-pin                  do not pin the processes
   --json-only               print only the JSON line
   --help                    this text
+
+Diagnosis: with PHYLA_BENCH_EVENTS=DIR set, each group member writes DIR/member-<i>.log (its
+events, and every 100 ms its deliveries, driver and link counters and flow-control state:
+parent and children per source), and each latency receiver DIR/latency-<i>.txt (every
+measured probe's publish-to-delivery time, ns). Member 1 is the publisher.
 "
     .to_owned()
 }
