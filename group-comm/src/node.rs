@@ -427,7 +427,7 @@ impl GroupNode {
             GroupFrame::SubtreeAck { positions } => {
                 self.on_subtree_ack(gi, from.id, &positions, now);
             }
-            GroupFrame::Prune { source } => self.on_prune(gi, from, source),
+            GroupFrame::Prune { source } => self.on_prune(gi, from, source, now),
             GroupFrame::RepairRequest {
                 source,
                 epoch,

@@ -629,12 +629,18 @@ fn a_feeding_parent_is_sticky() {
         net.nodes[child].handle_frame(now, node_ref(from), &frame, &mut net.rngs[child]);
     }
     let mut pruned = Vec::new();
+    let mut pushed_up = 0;
     while let Some(t) = net.nodes[child].poll_transmit() {
-        if let Ok((_, crate::wire::GroupFrame::Prune { .. })) = crate::wire::decode(&t.frame) {
-            pruned.push(index(t.to));
+        match crate::wire::decode(&t.frame) {
+            Ok((_, crate::wire::GroupFrame::Prune { .. })) => pruned.push(index(t.to)),
+            Ok((_, crate::wire::GroupFrame::Data { .. })) if index(t.to) == parent => {
+                pushed_up += 1;
+            }
+            _ => {}
         }
     }
     assert_eq!(pruned, vec![other], "the quicker pusher is pruned");
+    assert_eq!(pushed_up, 0, "nothing is pushed back up to the parent");
     net.pump(child);
     let f = net.nodes[child].flow(g);
     let now_parent = f.iter().find(|f| f.source == source).and_then(|f| f.parent);
@@ -644,6 +650,90 @@ fn a_feeding_parent_is_sticky() {
         32,
         "both messages delivered"
     );
+}
+
+/// A parent that prunes its child anyway (the prune crossed a push) is grafted back at once,
+/// from where the child stands, instead of leaving it in no tree until an orphan check.
+#[test]
+fn a_child_pruned_by_its_parent_grafts_it_back() {
+    let (mut net, g, child, parent, epoch) = settled_tree(13);
+    let source = node_ref(2).id;
+    // Past the graft rate limit of any graft made while the tree formed.
+    let t = net.now + Duration::from_secs(1);
+    net.run_until(t);
+    let mut frame = Vec::new();
+    crate::wire::encode(g, &crate::wire::GroupFrame::Prune { source }, &mut frame)
+        .expect("encodes");
+    let now = net.now;
+    net.nodes[child].handle_frame(
+        now,
+        node_ref(parent),
+        &Bytes::from(frame),
+        &mut net.rngs[child],
+    );
+    let mut grafts = Vec::new();
+    while let Some(t) = net.nodes[child].poll_transmit() {
+        if let Ok((_, crate::wire::GroupFrame::Graft { id, want })) = crate::wire::decode(&t.frame)
+        {
+            grafts.push((index(t.to), id, want));
+        }
+    }
+    let id = crate::wire::MessageId {
+        source,
+        epoch,
+        seq: 30,
+    };
+    assert_eq!(grafts, vec![(parent, id, true)]);
+}
+
+/// A graft's replay is at most a repair batch: a graft that raced the tree's pushes costs a
+/// batch of duplicates, not a cache's worth; the rest of a real gap is repaired in batches.
+#[test]
+fn a_graft_replays_at_most_a_repair_batch() {
+    let n = 6;
+    let mut config = flow_config(n, 1000, 1 << 30);
+    config.repair_batch = 8;
+    let (mut net, g) = joined_with(n, &config, 14);
+    for k in 0..30u8 {
+        net.with(2, |node, now, rng| {
+            node.publish(now, g, Bytes::from(vec![k; 8]), rng)
+                .expect("member");
+        });
+    }
+    let t = net.now + Duration::from_secs(2);
+    net.run_until(t);
+    let epoch = net.events[4]
+        .iter()
+        .find_map(|e| match e {
+            GroupEvent::Delivered { id, .. } if index(id.source) == 2 => Some(id.epoch),
+            _ => None,
+        })
+        .expect("node 4 delivered source 2");
+    let asker = index(net.nodes[4].view(g).expect("member").active[0]);
+    let id = crate::wire::MessageId {
+        source: node_ref(2).id,
+        epoch,
+        seq: 3,
+    };
+    let mut frame = Vec::new();
+    crate::wire::encode(
+        g,
+        &crate::wire::GroupFrame::Graft { id, want: true },
+        &mut frame,
+    )
+    .expect("encodes");
+    let now = net.now;
+    net.nodes[4].handle_frame(now, node_ref(asker), &Bytes::from(frame), &mut net.rngs[4]);
+    let mut replayed = Vec::new();
+    while let Some(t) = net.nodes[4].poll_transmit() {
+        if index(t.to) != asker {
+            continue;
+        }
+        if let Ok((_, crate::wire::GroupFrame::Data { id, .. })) = crate::wire::decode(&t.frame) {
+            replayed.push(id.seq);
+        }
+    }
+    assert_eq!(replayed, (3..11).collect::<Vec<u64>>());
 }
 
 #[test]

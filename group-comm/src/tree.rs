@@ -170,9 +170,33 @@ impl GroupNode {
             } else {
                 // Plumtree: the link a message arrived on is (again) a tree link.
                 let s = &mut g.sources[si];
+                let was_lazy = s.lazy.contains(&from.id);
                 s.lazy.retain(|p| *p != from.id);
                 s.last_pushed = now;
                 s.parent_pushed = now;
+                let epoch = s.epoch;
+                if self.config.reliable_links
+                    && was_lazy
+                    && !grafted
+                    && s.parent != Some(from.id)
+                    && now >= s.regrafted + self.config.graft_timeout
+                {
+                    // This node pruned the link (or was pruned on it), and the push crossed
+                    // that prune: once the prune lands, the new parent pushes no more. A
+                    // graft from past this message keeps it pushing.
+                    s.regrafted = now;
+                    let group = g.id;
+                    self.stats.grafts_sent += 1;
+                    let graft = GroupFrame::Graft {
+                        id: MessageId {
+                            source: id.source,
+                            epoch,
+                            seq: id.seq + 1,
+                        },
+                        want: true,
+                    };
+                    self.send(group, from, &graft);
+                }
                 self.flow_parent(gi, si, from.id);
             }
         }
@@ -204,17 +228,21 @@ impl GroupNode {
         match self.config.dissemination {
             Dissemination::Tree => {
                 let g = &self.groups[gi];
-                let lazy: &[NodeId] = g
-                    .source(id.source)
-                    .map(|s| s.lazy.as_slice())
-                    .unwrap_or(&[]);
+                let s = g.source(id.source);
+                let lazy: &[NodeId] = s.map(|s| s.lazy.as_slice()).unwrap_or(&[]);
+                // Reliable links: never push up to the parent. It is upstream and has the
+                // message, or will; a push back up would be a duplicate there, and its prune
+                // would cut the parent's own pushes to this node. It hears an announcement.
+                let parent = s
+                    .and_then(|s| s.parent)
+                    .filter(|_| self.config.reliable_links);
                 let mut eager = Vec::with_capacity(g.active.len());
                 let mut announce = Vec::new();
                 for a in &g.active {
                     if Some(a.node.id) == except {
                         continue;
                     }
-                    if lazy.contains(&a.node.id) {
+                    if lazy.contains(&a.node.id) || parent == Some(a.node.id) {
                         announce.push(a.node.id);
                     } else {
                         eager.push(a.node);
@@ -280,18 +308,39 @@ impl GroupNode {
         self.flow_unlink(gi, Some(source), from.id);
     }
 
-    pub(crate) fn on_prune(&mut self, gi: usize, from: NodeRef, source: NodeId) {
+    pub(crate) fn on_prune(&mut self, gi: usize, from: NodeRef, source: NodeId, now: Instant) {
         let g = &mut self.groups[gi];
         if !g.is_active(from.id) {
             return;
         }
+        let mut regraft = None;
         if let Some(si) = g.source_index(source) {
             let s = &mut g.sources[si];
             if !s.lazy.contains(&from.id) {
                 s.lazy.push(from.id);
             }
+            if self.config.reliable_links
+                && s.parent == Some(from.id)
+                && now >= s.regrafted + self.config.graft_timeout
+            {
+                // The parent stops pushing to this node: a prune of ours crossed its pushes
+                // and it took this node for one fed elsewhere. Graft it back at once (its
+                // replay starts where this node stands) rather than hang in no tree until an
+                // orphan check.
+                s.regrafted = now;
+                regraft = Some(MessageId {
+                    source,
+                    epoch: s.epoch,
+                    seq: s.next,
+                });
+            }
         }
         self.flow_unlink(gi, Some(source), from.id);
+        if let Some(id) = regraft {
+            let group = self.groups[gi].id;
+            self.stats.grafts_sent += 1;
+            self.send(group, from, &GroupFrame::Graft { id, want: true });
+        }
     }
 
     pub(crate) fn on_ihave(
@@ -387,15 +436,21 @@ impl GroupNode {
         }
     }
 
-    /// A graft on reliable links: sends `from` the source's stream from `id.seq` up to the
-    /// newest cached message, in order, ahead of the eager pushes that follow on the same link.
-    /// What the cache no longer holds at the start is reported missing.
+    /// A graft on reliable links: sends `from` the source's stream from `id.seq` on, in order,
+    /// ahead of the eager pushes that follow on the same link: up to a repair batch of it, or
+    /// to the newest cached message if sooner. What the cache no longer holds at the start is
+    /// reported missing.
     fn replay(&mut self, gi: usize, to: NodeRef, id: MessageId) {
         let g = &self.groups[gi];
         let group = g.id;
+        // At most a repair batch: a graft that raced the tree's own pushes (the node had the
+        // rest already) then costs a batch of duplicates, not a cache's worth; a node that
+        // really lacks more repairs the rest in pipelined batches, as for any gap.
+        let batch = usize::try_from(self.config.repair_batch).unwrap_or(usize::MAX);
         let msgs: Vec<(MessageId, u16, Bytes)> = g
             .cache
             .from(id)
+            .take(batch)
             .map(|c| (c.id, c.hop, c.payload.clone()))
             .collect();
         let Some(&(first, _, _)) = msgs.first() else {
@@ -513,6 +568,15 @@ impl GroupNode {
                         && id.seq >= s.next
                         && now < s.last_pushed + self.config.graft_timeout
                 });
+            // Reliable links: one graft replays the whole stream from the first message this
+            // node lacks, so a source is grafted at most once a graft timeout, however many of
+            // its messages are announced and missing. Under load the replay takes a while to
+            // arrive; grafting again meanwhile only doubles it (a replay storm).
+            let graft_again = g
+                .source(id.source)
+                .filter(|s| self.config.reliable_links && s.epoch == id.epoch)
+                .map(|s| s.regrafted + self.config.graft_timeout)
+                .filter(|&t| now < t);
             let m = &mut g.missing[i];
             if have || m.announcers.is_empty() {
                 g.missing.swap_remove(i);
@@ -520,6 +584,11 @@ impl GroupNode {
             }
             if progressing {
                 m.deadline = now + half;
+                i += 1;
+                continue;
+            }
+            if let Some(t) = graft_again {
+                m.deadline = t;
                 i += 1;
                 continue;
             }
@@ -535,6 +604,7 @@ impl GroupNode {
                     // The stream from the first message this node lacks (the new parent
                     // replays it): one graft repairs the whole gap.
                     want.seq = want.seq.min(s.next);
+                    s.regrafted = now;
                 }
             }
             let group = g.id;
