@@ -141,6 +141,9 @@ pub(crate) struct Source {
     pub(crate) children: Vec<(NodeId, u64, Instant)>,
     /// Flow control: the last position reported, and to whom.
     pub(crate) reported: Option<(NodeId, u64)>,
+    /// Flow control: the parent before the current one, told it is left (a detaching
+    /// `SubtreeAck`) once the current one has pushed to this node.
+    pub(crate) detach_from: Option<NodeId>,
 }
 
 #[derive(Debug)]
@@ -180,6 +183,7 @@ impl Source {
             parent: None,
             children: Vec::new(),
             reported: None,
+            detach_from: None,
         }
     }
 

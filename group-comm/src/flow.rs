@@ -114,6 +114,26 @@ impl GroupNode {
         self.groups[gi].flow_due = Some(Instant::ZERO);
     }
 
+    /// `peer` left the active view alive: the trees it fed this node re-graft; as a child it
+    /// still counts until it reports elsewhere, detaches or goes silent.
+    pub(crate) fn flow_parent_gone(&mut self, gi: usize, peer: NodeId) {
+        let g = &mut self.groups[gi];
+        let mut orphaned = Vec::new();
+        for (si, s) in g.sources.iter_mut().enumerate() {
+            if s.parent == Some(peer) {
+                s.parent = None;
+                // It is left, and hears so: nothing more comes from it.
+                if s.detach_from.is_none() {
+                    s.detach_from = Some(peer);
+                }
+                orphaned.push(si);
+            }
+        }
+        for si in orphaned {
+            self.regraft(gi, si);
+        }
+    }
+
     /// The parent in a source's tree left the active view: graft another neighbour at once,
     /// from the first message this node lacks, rather than wait for announcements to go
     /// unanswered. Meanwhile this node would hang in nobody's subtree, and the source's window
@@ -197,17 +217,47 @@ impl GroupNode {
             next_seq: DETACHED,
         };
         let flow = self.config.flow_window.is_some();
-        if let Some(old) = old.filter(|&o| flow && self.groups[gi].is_active(o)) {
-            // The old parent must stop waiting for this subtree.
-            let to = self.locate(old);
-            self.send(
-                group,
-                to,
-                &GroupFrame::SubtreeAck {
-                    positions: vec![detach],
-                },
-            );
+        if let Some(old) = old.filter(|_| flow) {
+            // The old parent must stop waiting for this subtree, but not before the new one
+            // counts it (it has pushed to this node): in between, nobody would hold the
+            // source's window for it, and the source could run out of every cache ahead of it.
+            let s = &mut self.groups[gi].sources[si];
+            if let Some(earlier) = s.detach_from.replace(old).filter(|&e| e != parent) {
+                // Two switches before the first push: the first old parent is let go now.
+                self.send_detach(group, earlier, detach);
+            }
         }
+    }
+
+    /// The parent pushed to this node: it counts this node's subtree now, so the parent left
+    /// before it may stop.
+    pub(crate) fn flow_parent_pushed(&mut self, gi: usize, si: usize) {
+        let g = &mut self.groups[gi];
+        let group = g.id;
+        let s = &mut g.sources[si];
+        let Some(old) = s.detach_from.take() else {
+            return;
+        };
+        if s.parent == Some(old) {
+            return;
+        }
+        let detach = Watermark {
+            source: s.id,
+            epoch: s.epoch,
+            next_seq: DETACHED,
+        };
+        self.send_detach(group, old, detach);
+    }
+
+    fn send_detach(&mut self, group: GroupId, to: NodeId, detach: Watermark) {
+        let to = self.locate(to);
+        self.send(
+            group,
+            to,
+            &GroupFrame::SubtreeAck {
+                positions: vec![detach],
+            },
+        );
     }
 
     /// Something a report depends on moved: report within `flow_interval`.
@@ -233,9 +283,8 @@ impl GroupNode {
             return;
         }
         let g = &mut self.groups[gi];
-        if !g.is_active(from) {
-            return;
-        }
+        // A child displaced from the active view still reports (and detaches) here.
+        let active = g.is_active(from);
         for w in positions {
             let Some(s) = g.sources.iter_mut().find(|s| s.id == w.source) else {
                 continue;
@@ -253,6 +302,7 @@ impl GroupNode {
                     s.children[i].2 = now;
                 }
                 (None, DETACHED) => {}
+                (None, _) if !active => {}
                 // It counts this node as its parent, so this node counts it as a child, even
                 // if its own view of the link differs for now.
                 (None, p) => s.children.push((from, p, now)),

@@ -42,7 +42,11 @@ pub(crate) struct Group {
     pub(crate) next_seq: u64,
     pub(crate) sources: Vec<Source>,
     pub(crate) cache: Cache,
-    pub(crate) missing: Vec<Missing>,
+    /// Announced, not received: by (source, epoch, sequence number), so that each announcement
+    /// and each arrival is a lookup, not a scan (thousands are outstanding at engine rates).
+    pub(crate) missing: std::collections::BTreeMap<(NodeId, u32, u64), Missing>,
+    /// No entry of `missing` is due before this (it may be earlier than the earliest).
+    pub(crate) missing_due: Option<Instant>,
     pub(crate) lazy_queue: Vec<(NodeId, Announcement)>,
     pub(crate) lazy_due: Option<Instant>,
     /// Flow control: this node's messages not yet delivered everywhere, (seq, payload bytes).
@@ -119,7 +123,8 @@ impl Group {
             next_seq: 0,
             sources: Vec::new(),
             cache: Cache::new(config.cache_capacity),
-            missing: Vec::new(),
+            missing: std::collections::BTreeMap::new(),
+            missing_due: None,
             lazy_queue: Vec::new(),
             lazy_due: None,
             inflight: VecDeque::new(),
@@ -145,9 +150,7 @@ impl Group {
         for f in &self.failed {
             t = earliest(t, Some(f.next_try));
         }
-        for m in &self.missing {
-            t = earliest(t, Some(m.deadline));
-        }
+        t = earliest(t, self.missing_due);
         for s in &self.sources {
             t = earliest(t, s.repair_deadline());
         }
@@ -597,7 +600,9 @@ impl GroupNode {
         };
         let a = g.active.swap_remove(i);
         let group = g.id;
-        self.tree_peer_removed(gi, peer);
+        // A neighbour displaced into the passive view is alive: as a flow-control child it
+        // still counts until it reports elsewhere (or goes silent); a failed one does not.
+        self.tree_peer_removed(gi, peer, to_passive);
         if tell {
             self.send(group, a.node, &GroupFrame::Disconnect { leaving: false });
             // Hand the dropped neighbour other candidates than this node. Left with none but

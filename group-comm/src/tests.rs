@@ -736,6 +736,59 @@ fn a_graft_replays_at_most_a_repair_batch() {
     assert_eq!(replayed, (3..11).collect::<Vec<u64>>());
 }
 
+/// A child displaced from its parent's active view (alive, only reshuffled) still holds the
+/// source's window there until it reports elsewhere: dropping it at once left it counted by
+/// nobody while it re-grafted, and the source could run out of every cache ahead of it.
+#[test]
+fn a_displaced_child_still_counts_for_flow_control() {
+    let (mut net, g, child, parent, epoch) = settled_tree(15);
+    let source = node_ref(2).id;
+    let children = |net: &Net| -> Vec<(usize, u64)> {
+        net.nodes[parent]
+            .flow(g)
+            .into_iter()
+            .find(|f| f.source == source)
+            .map(|f| f.children.iter().map(|&(c, p)| (index(c), p)).collect())
+            .unwrap_or_default()
+    };
+    assert!(children(&net).iter().any(|&(c, _)| c == child));
+    net.with(parent, |node, now, rng| {
+        let gi = node.group_index(g).expect("member");
+        node.remove_active(gi, node_ref(child).id, true, false, now, rng);
+    });
+    assert!(
+        children(&net).iter().any(|&(c, _)| c == child),
+        "still a child after leaving the active view"
+    );
+    // Its reports still count, and its detaching report lets go.
+    for (next_seq, counted) in [(17, true), (u64::MAX, false)] {
+        let mut frame = Vec::new();
+        let positions = vec![crate::wire::Watermark {
+            source,
+            epoch,
+            next_seq,
+        }];
+        crate::wire::encode(
+            g,
+            &crate::wire::GroupFrame::SubtreeAck { positions },
+            &mut frame,
+        )
+        .expect("encodes");
+        let now = net.now;
+        net.nodes[parent].handle_frame(
+            now,
+            node_ref(child),
+            &Bytes::from(frame),
+            &mut net.rngs[parent],
+        );
+        assert_eq!(
+            children(&net).contains(&(child, 17)),
+            counted,
+            "after reporting {next_seq}"
+        );
+    }
+}
+
 #[test]
 fn a_displaced_neighbour_is_handed_other_candidates() {
     let mut config = GroupConfig::for_group_size(8);

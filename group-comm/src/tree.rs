@@ -109,8 +109,7 @@ impl GroupNode {
         }
         let g = &mut self.groups[gi];
         let mut swap_to = None;
-        if let Some(i) = g.missing.iter().position(|m| m.id == id) {
-            let m = g.missing.swap_remove(i);
+        if let Some(m) = g.missing.remove(&(id.source, id.epoch, id.seq)) {
             if m.grafted.is_some() {
                 let group = g.id;
                 self.events.push_back(GroupEvent::TreeRepaired {
@@ -152,6 +151,11 @@ impl GroupNode {
         }
         let g = &mut self.groups[gi];
         if tree && !flags.is_repair() && g.is_active(from.id) {
+            let s = &g.sources[si];
+            if s.parent == Some(from.id) && s.detach_from.is_some() {
+                self.flow_parent_pushed(gi, si);
+            }
+            let g = &mut self.groups[gi];
             let s = &g.sources[si];
             let grafted = flags.0 & DataFlags::GRAFT != 0;
             // Reliable links: the parent is sticky while it feeds this node. A new message
@@ -370,7 +374,7 @@ impl GroupNode {
                     s.note_exists(id.seq, from.id, now + self.config.repair_timeout);
                 }
             }
-            match g.missing.iter_mut().find(|m| m.id == id) {
+            match g.missing.get_mut(&(id.source, id.epoch, id.seq)) {
                 Some(m) => {
                     if m.announcers.len() < MAX_ANNOUNCERS
                         && !m.announcers.iter().any(|(p, _)| *p == from.id)
@@ -380,14 +384,19 @@ impl GroupNode {
                 }
                 None => {
                     if g.missing.len() < MAX_MISSING {
-                        g.missing.push(Missing {
-                            id,
-                            deadline: now + graft_timeout,
-                            first_seen: now,
-                            first_announcer: from.id,
-                            announcers: vec![(from.id, ann.hop)],
-                            grafted: None,
-                        });
+                        let deadline = now + graft_timeout;
+                        g.missing_due = Some(g.missing_due.map_or(deadline, |d| d.min(deadline)));
+                        g.missing.insert(
+                            (id.source, id.epoch, id.seq),
+                            Missing {
+                                id,
+                                deadline: now + graft_timeout,
+                                first_seen: now,
+                                first_announcer: from.id,
+                                announcers: vec![(from.id, ann.hop)],
+                                grafted: None,
+                            },
+                        );
                     }
                 }
             }
@@ -544,12 +553,22 @@ impl GroupNode {
             }
         }
         let half = self.config.graft_timeout / 2;
-        let mut i = 0;
-        while i < self.groups[gi].missing.len() {
+        if self.groups[gi].missing_due.is_none_or(|t| t > now) {
+            return;
+        }
+        let due: Vec<(NodeId, u32, u64)> = self.groups[gi]
+            .missing
+            .iter()
+            .filter(|(_, m)| m.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
             let g = &mut self.groups[gi];
-            let m = &g.missing[i];
+            let Some(m) = g.missing.get(&key) else {
+                continue;
+            };
             if m.deadline > now {
-                i += 1;
+                // Pushed back by a graft of an earlier message of the same source.
                 continue;
             }
             let id = m.id;
@@ -577,19 +596,19 @@ impl GroupNode {
                 .filter(|s| self.config.reliable_links && s.epoch == id.epoch)
                 .map(|s| s.regrafted + self.config.graft_timeout)
                 .filter(|&t| now < t);
-            let m = &mut g.missing[i];
+            let Some(m) = g.missing.get_mut(&key) else {
+                continue;
+            };
             if have || m.announcers.is_empty() {
-                g.missing.swap_remove(i);
+                g.missing.remove(&key);
                 continue;
             }
             if progressing {
                 m.deadline = now + half;
-                i += 1;
                 continue;
             }
             if let Some(t) = graft_again {
                 m.deadline = t;
-                i += 1;
                 continue;
             }
             // Graft the first announcer; the next one gets its turn after half a timeout.
@@ -621,26 +640,34 @@ impl GroupNode {
             if want.seq < id.seq {
                 // The other missing messages of this source are on their way too.
                 let g = &mut self.groups[gi];
-                for m in &mut g.missing {
-                    if m.id.source == id.source && m.id.epoch == id.epoch && m.id != id {
+                let later = g
+                    .missing
+                    .range_mut((id.source, id.epoch, 0)..=(id.source, id.epoch, u64::MAX));
+                for (_, m) in later {
+                    if m.id != id {
                         m.deadline = m.deadline.max(now + self.config.graft_timeout);
                     }
                 }
             }
-            i += 1;
         }
+        let g = &mut self.groups[gi];
+        g.missing_due = g.missing.values().map(|m| m.deadline).min();
     }
 
     /// `peer` left the active view: forget it in every tree and pending graft.
-    pub(crate) fn tree_peer_removed(&mut self, gi: usize, peer: NodeId) {
+    pub(crate) fn tree_peer_removed(&mut self, gi: usize, peer: NodeId, alive: bool) {
         let g = &mut self.groups[gi];
         for s in &mut g.sources {
             s.lazy.retain(|p| *p != peer);
         }
-        for m in &mut g.missing {
+        for m in g.missing.values_mut() {
             m.announcers.retain(|(p, _)| *p != peer);
         }
         g.lazy_queue.retain(|(p, _)| *p != peer);
-        self.flow_unlink(gi, None, peer);
+        if alive && self.config.reliable_links {
+            self.flow_parent_gone(gi, peer);
+        } else {
+            self.flow_unlink(gi, None, peer);
+        }
     }
 }
