@@ -234,19 +234,20 @@ impl GroupNode {
                 let g = &self.groups[gi];
                 let s = g.source(id.source);
                 let lazy: &[NodeId] = s.map(|s| s.lazy.as_slice()).unwrap_or(&[]);
-                // Reliable links: never push up to the parent. It is upstream and has the
+                // Reliable links: nothing goes up to the parent. It is upstream and has the
                 // message, or will; a push back up would be a duplicate there, and its prune
-                // would cut the parent's own pushes to this node. It hears an announcement.
+                // would cut the parent's own pushes to this node. Announcing it would only
+                // cost both ends a lookup per message.
                 let parent = s
                     .and_then(|s| s.parent)
                     .filter(|_| self.config.reliable_links);
                 let mut eager = Vec::with_capacity(g.active.len());
                 let mut announce = Vec::new();
                 for a in &g.active {
-                    if Some(a.node.id) == except {
+                    if Some(a.node.id) == except || parent == Some(a.node.id) {
                         continue;
                     }
-                    if lazy.contains(&a.node.id) || parent == Some(a.node.id) {
+                    if lazy.contains(&a.node.id) {
                         announce.push(a.node.id);
                     } else {
                         eager.push(a.node);
