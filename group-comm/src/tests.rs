@@ -789,6 +789,56 @@ fn a_displaced_child_still_counts_for_flow_control() {
     }
 }
 
+/// A node that changes parent tells the old one it left (a detaching `SubtreeAck`) only once the
+/// new one has pushed to it, so that some parent always holds the source's window for it.
+#[test]
+fn the_old_parent_is_let_go_once_the_new_one_pushes() {
+    let (mut net, g, child, parent, epoch) = settled_tree(16);
+    let source = node_ref(2).id;
+    let other = net.nodes[child]
+        .view(g)
+        .expect("member")
+        .active
+        .into_iter()
+        .map(index)
+        .find(|&p| p != parent && p != 2)
+        .expect("another neighbour");
+    let detached_to = |net: &mut Net| -> Vec<usize> {
+        let mut to = Vec::new();
+        while let Some(t) = net.nodes[child].poll_transmit() {
+            if let Ok((_, crate::wire::GroupFrame::SubtreeAck { positions })) =
+                crate::wire::decode(&t.frame)
+            {
+                if positions.iter().any(|w| w.next_seq == u64::MAX) {
+                    to.push(index(t.to));
+                }
+            }
+        }
+        to
+    };
+    // A re-graft takes the other neighbour as parent before it has pushed anything.
+    {
+        let node = &mut net.nodes[child];
+        let gi = node.group_index(g).expect("member");
+        let si = node.groups[gi].source_index(source).expect("source");
+        node.flow_parent(gi, si, node_ref(other).id);
+    }
+    assert!(
+        detached_to(&mut net).is_empty(),
+        "not before the new parent pushes"
+    );
+    // The new parent's first push (a graft's replay) lets the old one go.
+    let id = crate::wire::MessageId {
+        source,
+        epoch,
+        seq: 30,
+    };
+    let frame = data_frame(g, id, crate::wire::DataFlags::GRAFT, &[30; 8]);
+    let now = net.now;
+    net.nodes[child].handle_frame(now, node_ref(other), &frame, &mut net.rngs[child]);
+    assert_eq!(detached_to(&mut net), vec![parent]);
+}
+
 #[test]
 fn a_displaced_neighbour_is_handed_other_candidates() {
     let mut config = GroupConfig::for_group_size(8);

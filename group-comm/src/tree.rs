@@ -202,6 +202,8 @@ impl GroupNode {
                     self.send(group, from, &graft);
                 }
                 self.flow_parent(gi, si, from.id);
+                // It pushed: it counts this node now, so the old parent may let go.
+                self.flow_parent_pushed(gi, si);
             }
         }
         let g = &mut self.groups[gi];
