@@ -437,10 +437,12 @@ fn flow_window_needs_reliable_links() {
     assert!(c.validate().is_err(), "a window larger than the cache");
 }
 
-#[test]
-fn a_graft_on_reliable_links_replays_the_stream_from_the_asked_position() {
-    let n = 6;
-    let (mut net, g) = joined_with(n, &flow_config(n, 1000, 1 << 30), 7);
+/// Six members on reliable links, node 2 publishes 30 messages of 8 bytes (each filled with its
+/// sequence number); then node 4 is sent a `Graft` asking for source 2's stream from `from`.
+/// Returns the sequence numbers node 4 replays, after checking each is a graft answer with its
+/// cached payload.
+fn replay_of_graft(config: &GroupConfig, seed: u64, from: u64) -> Vec<u64> {
+    let (mut net, g) = joined_with(6, config, seed);
     for k in 0..30u8 {
         net.with(2, |node, now, rng| {
             node.publish(now, g, Bytes::from(vec![k; 8]), rng)
@@ -457,11 +459,10 @@ fn a_graft_on_reliable_links_replays_the_stream_from_the_asked_position() {
         })
         .expect("node 4 delivered source 2");
     let asker = index(net.nodes[4].view(g).expect("member").active[0]);
-    // The asker lacks source 2 from sequence number 10 on.
     let id = crate::wire::MessageId {
         source: node_ref(2).id,
         epoch,
-        seq: 10,
+        seq: from,
     };
     let mut frame = Vec::new();
     crate::wire::encode(
@@ -485,6 +486,13 @@ fn a_graft_on_reliable_links_replays_the_stream_from_the_asked_position() {
             assert_eq!(t.payload[..], [id.seq as u8; 8][..], "the cached payload");
         }
     }
+    replayed
+}
+
+#[test]
+fn a_graft_on_reliable_links_replays_the_stream_from_the_asked_position() {
+    // The asker lacks source 2 from sequence number 10 on.
+    let replayed = replay_of_graft(&flow_config(6, 1000, 1 << 30), 7, 10);
     assert_eq!(
         replayed,
         (10..30).collect::<Vec<u64>>(),
@@ -690,50 +698,12 @@ fn a_child_pruned_by_its_parent_grafts_it_back() {
 /// batch of duplicates, not a cache's worth; the rest of a real gap is repaired in batches.
 #[test]
 fn a_graft_replays_at_most_a_repair_batch() {
-    let n = 6;
-    let mut config = flow_config(n, 1000, 1 << 30);
+    let mut config = flow_config(6, 1000, 1 << 30);
     config.repair_batch = 8;
-    let (mut net, g) = joined_with(n, &config, 14);
-    for k in 0..30u8 {
-        net.with(2, |node, now, rng| {
-            node.publish(now, g, Bytes::from(vec![k; 8]), rng)
-                .expect("member");
-        });
-    }
-    let t = net.now + Duration::from_secs(2);
-    net.run_until(t);
-    let epoch = net.events[4]
-        .iter()
-        .find_map(|e| match e {
-            GroupEvent::Delivered { id, .. } if index(id.source) == 2 => Some(id.epoch),
-            _ => None,
-        })
-        .expect("node 4 delivered source 2");
-    let asker = index(net.nodes[4].view(g).expect("member").active[0]);
-    let id = crate::wire::MessageId {
-        source: node_ref(2).id,
-        epoch,
-        seq: 3,
-    };
-    let mut frame = Vec::new();
-    crate::wire::encode(
-        g,
-        &crate::wire::GroupFrame::Graft { id, want: true },
-        &mut frame,
-    )
-    .expect("encodes");
-    let now = net.now;
-    net.nodes[4].handle_frame(now, node_ref(asker), &Bytes::from(frame), &mut net.rngs[4]);
-    let mut replayed = Vec::new();
-    while let Some(t) = net.nodes[4].poll_transmit() {
-        if index(t.to) != asker {
-            continue;
-        }
-        if let Ok((_, crate::wire::GroupFrame::Data { id, .. })) = crate::wire::decode(&t.frame) {
-            replayed.push(id.seq);
-        }
-    }
-    assert_eq!(replayed, (3..11).collect::<Vec<u64>>());
+    assert_eq!(
+        replay_of_graft(&config, 14, 3),
+        (3..11).collect::<Vec<u64>>()
+    );
 }
 
 /// A child displaced from its parent's active view (alive, only reshuffled) still holds the
