@@ -211,11 +211,7 @@ impl GroupNode {
         }
         let old = s.parent.replace(parent);
         s.drop_child(parent);
-        let detach = Watermark {
-            source: s.id,
-            epoch: s.epoch,
-            next_seq: DETACHED,
-        };
+        let (source, epoch) = (s.id, s.epoch);
         let flow = self.config.flow_window.is_some();
         if let Some(old) = old.filter(|_| flow) {
             // The old parent must stop waiting for this subtree, but not before the new one
@@ -224,7 +220,7 @@ impl GroupNode {
             let s = &mut self.groups[gi].sources[si];
             if let Some(earlier) = s.detach_from.replace(old).filter(|&e| e != parent) {
                 // Two switches before the first push: the first old parent is let go now.
-                self.send_detach(group, earlier, detach);
+                self.send_detach(group, earlier, source, epoch);
             }
         }
     }
@@ -241,16 +237,18 @@ impl GroupNode {
         if s.parent == Some(old) {
             return;
         }
-        let detach = Watermark {
-            source: s.id,
-            epoch: s.epoch,
-            next_seq: DETACHED,
-        };
-        self.send_detach(group, old, detach);
+        let (source, epoch) = (s.id, s.epoch);
+        self.send_detach(group, old, source, epoch);
     }
 
-    fn send_detach(&mut self, group: GroupId, to: NodeId, detach: Watermark) {
+    /// Tells `to` this node is no longer below it in `source`'s tree.
+    fn send_detach(&mut self, group: GroupId, to: NodeId, source: NodeId, epoch: u32) {
         let to = self.locate(to);
+        let detach = Watermark {
+            source,
+            epoch,
+            next_seq: DETACHED,
+        };
         self.send(
             group,
             to,
