@@ -152,11 +152,6 @@ impl GroupNode {
         let g = &mut self.groups[gi];
         if tree && !flags.is_repair() && g.is_active(from.id) {
             let s = &g.sources[si];
-            if s.parent == Some(from.id) && s.detach_from.is_some() {
-                self.flow_parent_pushed(gi, si);
-            }
-            let g = &mut self.groups[gi];
-            let s = &g.sources[si];
             let grafted = flags.0 & DataFlags::GRAFT != 0;
             // Reliable links: the parent is sticky while it feeds this node. A new message
             // that a non-parent pushed first only says its path was quicker this time: on a
@@ -393,7 +388,7 @@ impl GroupNode {
                             (id.source, id.epoch, id.seq),
                             Missing {
                                 id,
-                                deadline: now + graft_timeout,
+                                deadline,
                                 first_seen: now,
                                 first_announcer: from.id,
                                 announcers: vec![(from.id, ann.hop)],
