@@ -552,6 +552,18 @@ fn settled_tree(seed: u64) -> (Net, GroupId, usize, usize, u32) {
     (net, g, child, parent, epoch)
 }
 
+/// A neighbour of `node` in `g` other than those in `not`.
+fn other_neighbour(net: &Net, g: GroupId, node: usize, not: &[usize]) -> usize {
+    net.nodes[node]
+        .view(g)
+        .expect("member")
+        .active
+        .into_iter()
+        .map(index)
+        .find(|p| !not.contains(p))
+        .expect("another neighbour")
+}
+
 /// A child that pushes a message back up to its parent (it had it first from elsewhere, or it
 /// is the source's own) is told to stop, but its parent keeps pushing down to it: Plumtree's
 /// two-way prune would leave the child fed by nobody until a graft timeout, and holding the
@@ -621,14 +633,7 @@ fn a_child_pushing_back_up_is_pruned_one_way() {
 fn a_feeding_parent_is_sticky() {
     let (mut net, g, child, parent, epoch) = settled_tree(12);
     let source = node_ref(2).id;
-    let other = net.nodes[child]
-        .view(g)
-        .expect("member")
-        .active
-        .into_iter()
-        .map(index)
-        .find(|&p| p != parent)
-        .expect("another neighbour");
+    let other = other_neighbour(&net, g, child, &[parent]);
     // The parent pushes message 30; the other neighbour pushes 31 before the parent does.
     let now = net.now;
     for (from, seq) in [(parent, 30u64), (other, 31)] {
@@ -765,14 +770,7 @@ fn a_displaced_child_still_counts_for_flow_control() {
 fn the_old_parent_is_let_go_once_the_new_one_pushes() {
     let (mut net, g, child, parent, epoch) = settled_tree(16);
     let source = node_ref(2).id;
-    let other = net.nodes[child]
-        .view(g)
-        .expect("member")
-        .active
-        .into_iter()
-        .map(index)
-        .find(|&p| p != parent && p != 2)
-        .expect("another neighbour");
+    let other = other_neighbour(&net, g, child, &[parent, 2]);
     let detached_to = |net: &mut Net| -> Vec<usize> {
         let mut to = Vec::new();
         while let Some(t) = net.nodes[child].poll_transmit() {
