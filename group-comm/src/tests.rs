@@ -437,11 +437,9 @@ fn flow_window_needs_reliable_links() {
     assert!(c.validate().is_err(), "a window larger than the cache");
 }
 
-/// Six members on reliable links, node 2 publishes 30 messages of 8 bytes (each filled with its
-/// sequence number); then node 4 is sent a `Graft` asking for source 2's stream from `from`.
-/// Returns the sequence numbers node 4 replays, after checking each is a graft answer with its
-/// cached payload.
-fn replay_of_graft(config: &GroupConfig, seed: u64, from: u64) -> Vec<u64> {
+/// Six members joined; node 2 publishes 30 messages of 8 bytes, each filled with its sequence
+/// number, and they have 2 s to spread.
+fn thirty_from_node_2(config: &GroupConfig, seed: u64) -> (Net, GroupId) {
     let (mut net, g) = joined_with(6, config, seed);
     for k in 0..30u8 {
         net.with(2, |node, now, rng| {
@@ -451,6 +449,15 @@ fn replay_of_graft(config: &GroupConfig, seed: u64, from: u64) -> Vec<u64> {
     }
     let t = net.now + Duration::from_secs(2);
     net.run_until(t);
+    (net, g)
+}
+
+/// Six members on reliable links, node 2 publishes 30 messages of 8 bytes (each filled with its
+/// sequence number); then node 4 is sent a `Graft` asking for source 2's stream from `from`.
+/// Returns the sequence numbers node 4 replays, after checking each is a graft answer with its
+/// cached payload.
+fn replay_of_graft(config: &GroupConfig, seed: u64, from: u64) -> Vec<u64> {
+    let (mut net, g) = thirty_from_node_2(config, seed);
     let epoch = net.events[4]
         .iter()
         .find_map(|e| match e {
@@ -522,15 +529,7 @@ fn data_frame(g: GroupId, id: crate::wire::MessageId, flags: u8, payload: &[u8])
 /// the source's epoch.
 fn settled_tree(seed: u64) -> (Net, GroupId, usize, usize, u32) {
     let n = 6;
-    let (mut net, g) = joined_with(n, &flow_config(n, 1000, 1 << 30), seed);
-    for k in 0..30u8 {
-        net.with(2, |node, now, rng| {
-            node.publish(now, g, Bytes::from(vec![k; 8]), rng)
-                .expect("member");
-        });
-    }
-    let t = net.now + Duration::from_secs(2);
-    net.run_until(t);
+    let (net, g) = thirty_from_node_2(&flow_config(n, 1000, 1 << 30), seed);
     let source = node_ref(2).id;
     let (child, parent) = (0..n)
         .filter(|&i| i != 2)
