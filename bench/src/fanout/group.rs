@@ -122,9 +122,8 @@ fn locator(engine: &GroupEngine) -> Result<String> {
         .context("the engine has no locator")
 }
 
-/// Wall-clock milliseconds (modulo 10^6 s), so that traces of different processes line up;
-/// `start` only anchors the monotonic clock.
-fn since_epoch_ms(_start: Instant) -> f64 {
+/// Wall-clock milliseconds (modulo 10^6 s), so that traces of different processes line up.
+fn wall_ms() -> f64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -146,8 +145,9 @@ struct Member {
     peer_failures: u64,
     /// Neighbours up and down, messages lost and tree repairs when the measurement started.
     at_start: [u64; 4],
-    /// With `PHYLA_BENCH_EVENTS=DIR`: every event but deliveries, with the time since the
-    /// member started, appended to `DIR/member-<id>.log` (for diagnosing a run, not measuring).
+    /// With `PHYLA_BENCH_EVENTS=DIR`: every event but deliveries, and every 100 ms the
+    /// counters and flow-control state, stamped with the wall clock, written to
+    /// `DIR/member-<id>.log` (for diagnosing a run, not measuring); and when that was last done.
     trace: Option<(std::io::BufWriter<std::fs::File>, Instant)>,
     /// Messages the application polled (for the trace).
     polled: u64,
@@ -210,7 +210,7 @@ impl Member {
                     out,
                     "{:>10.3} ms progress: polled {} | shard delivered {} rx datagrams {} tx {} \
                      frames rx {} tx {} queue max {}",
-                    since_epoch_ms(*last),
+                    wall_ms(),
                     self.polled,
                     shard.map_or(0, |s| s.group.delivered),
                     shard.map_or(0, |s| s.driver.datagrams_received),
@@ -248,9 +248,9 @@ impl Member {
 
     fn drain_events(&mut self) {
         while let Some(event) = self.group.poll_event() {
-            if let Some((out, start)) = &mut self.trace {
+            if let Some((out, _)) = &mut self.trace {
                 use std::io::Write as _;
-                let _ = writeln!(out, "{:>10.3} ms {event:?}", since_epoch_ms(*start));
+                let _ = writeln!(out, "{:>10.3} ms {event:?}", wall_ms());
             }
             match event {
                 GroupEvent::Joined { .. } => self.joined = true,
